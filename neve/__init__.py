@@ -1,0 +1,15 @@
+"""neve: Neural Velocity for hyperparameter tuning (Dalmasso et al., IJCNN 2025).
+
+Measure how fast each neuron's function still changes on a fixed auxiliary set, decay the
+learning rate when that velocity stops changing, and stop training when it is near zero.
+"""
+
+from neve.aux import gaussian_aux
+from neve.controller import NeVe, NeVeDecision, NeVeRule, Plateau
+from neve.velocity import VelocityMonitor, VelocityReport, VelocityTracker, select_modules
+
+__all__ = [
+    "NeVe", "NeVeDecision", "NeVeRule", "Plateau", "VelocityMonitor", "VelocityReport", "VelocityTracker",
+    "gaussian_aux", "select_modules",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,285 @@
+"""Measuring neural velocity (spec sections 1-2), streamed so memory does not grow with |D_aux|.
+
+The cosine between a neuron's outputs now (y^t) and at the last measurement (y^{t-1}) only needs
+three per-neuron sums: <y^t, y^{t-1}>, |y^t|^2 and |y^{t-1}|^2. Instead of storing y^{t-1} for
+the whole auxiliary set, we keep a snapshot of the model's parameters and buffers as they were
+at the last measurement and replay it with ``torch.func.functional_call``: each aux batch goes
+through the current model (outputs kept for that batch only) and then through the snapshot,
+whose outputs are folded into the sums as they appear. Memory: one copy of the parameters plus
+one batch of activations, whatever the size of the aux set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.conv import _ConvNd
+from torch.nn.modules.instancenorm import _InstanceNorm
+
+#: Module types hooked by default: the authors' Conv/Linear/BatchNorm, plus LayerNorm for transformers.
+DEFAULT_MODULE_TYPES: tuple[type[nn.Module], ...] = (_ConvNd, nn.Linear, _BatchNorm, nn.LayerNorm)
+#: Modules whose neurons are channels on dim 1 (layout N, C, *spatial); all others use the last dim.
+CHANNEL_FIRST_TYPES: tuple[type[nn.Module], ...] = (_ConvNd, _BatchNorm, _InstanceNorm, nn.GroupNorm)
+
+ModuleSelection = Iterable[str] | Callable[[str, nn.Module], bool] | None
+AuxSet = Tensor | Iterable[Any]
+
+
+@dataclass
+class VelocityReport:
+    """One measurement: per-neuron change rate and velocity, and their model-level summaries."""
+
+    epoch: int
+    model_velocity: float
+    layers: dict[str, Tensor]
+    rho: dict[str, Tensor]
+    #: D^t of spec section 3: mean over layers of mean (v^t - v^{t-1})^2; None at t = 1.
+    velocity_change: float | None
+
+
+def neuron_dim(module: nn.Module) -> int:
+    """The axis of a module's output that indexes its neurons."""
+    return 1 if isinstance(module, CHANNEL_FIRST_TYPES) else -1
+
+
+def select_modules(model: nn.Module, modules: ModuleSelection = None) -> dict[str, nn.Module]:
+    """The modules to hook, by ``named_modules()`` name: default types, a list of names, or a predicate."""
+    named = dict(model.named_modules())
+    if modules is None:
+        # nn.MultiheadAttention applies out_proj's weights functionally and never calls the module.
+        never_called = {f"{name}.out_proj" for name, m in named.items() if isinstance(m, nn.MultiheadAttention)}
+        chosen = {name: m for name, m in named.items()
+                  if isinstance(m, DEFAULT_MODULE_TYPES) and name not in never_called}
+    elif callable(modules):
+        chosen = {name: m for name, m in named.items() if modules(name, m)}
+    else:
+        names = list(modules)
+        unknown = [name for name in names if name not in named]
+        if unknown:
+            known = ", ".join(list(named)[1:8])
+            raise ValueError(f"modules {unknown} are not in the model; names come from model.named_modules(), "
+                             f"e.g. {known}, ...")
+        chosen = {name: named[name] for name in names}
+    if not chosen:
+        raise ValueError("no hookable layer: the model has no Conv*d, Linear, BatchNorm*d or LayerNorm module "
+                         "(or the modules= selection matched none); pass modules= naming the layers to measure")
+    return chosen
+
+
+def cosine_from_sums(dot: Tensor, sq_now: Tensor, sq_before: Tensor) -> Tensor:
+    """rho_i from per-neuron sums, with the spec's degenerate cases (both zero -> 1, one zero -> 0)."""
+    now_zero, before_zero = sq_now == 0, sq_before == 0
+    rho = dot / torch.sqrt(sq_now * sq_before).clamp_min(torch.finfo(dot.dtype).tiny)
+    rho = rho.clamp(-1.0, 1.0)
+    rho = torch.where(now_zero | before_zero, torch.zeros_like(rho), rho)
+    return torch.where(now_zero & before_zero, torch.ones_like(rho), rho)
+
+
+class VelocityTracker:
+    """The velocity recursion of eq. 2 over successive change rates; shared by every measuring method.
+
+    v^t = |(1 - rho^t) - mu * v^{t-1}|, v^0 = 0. The paper's absolute value is applied inside the
+    recursion (the authors' code applies it only when averaging).
+    """
+
+    def __init__(self, mu: float) -> None:
+        if not 0.0 <= mu < 1.0:
+            raise ValueError(f"mu must be in [0, 1), got {mu}; the paper uses 0.5")
+        self.mu = mu
+        self.epoch = 0
+        self.velocity: dict[str, Tensor] = {}
+
+    def update(self, rho: dict[str, Tensor]) -> VelocityReport:
+        previous = self.velocity
+        if previous and previous.keys() != rho.keys():
+            raise ValueError("the measured layers changed between measurements; hook the same modules each time")
+        velocity = {}
+        for name, layer_rho in rho.items():
+            before = previous.get(name, torch.zeros_like(layer_rho))
+            if before.shape != layer_rho.shape:
+                raise ValueError(f"layer {name!r} had {before.numel()} neurons and now has {layer_rho.numel()}")
+            velocity[name] = ((1.0 - layer_rho) - self.mu * before).abs()
+        change = None
+        if self.epoch >= 1:
+            change = float(torch.stack([((velocity[n] - previous[n]) ** 2).mean() for n in velocity]).mean())
+        self.epoch += 1
+        self.velocity = velocity
+        model_velocity = float(torch.cat(list(velocity.values())).mean())
+        return VelocityReport(self.epoch, model_velocity, velocity, rho, change)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mu": self.mu, "epoch": self.epoch, "velocity": {k: v.clone() for k, v in self.velocity.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.mu, self.epoch = float(state["mu"]), int(state["epoch"])
+        self.velocity = {k: v.clone() for k, v in state["velocity"].items()}
+
+
+def iterate_aux(aux: AuxSet, batch_size: int) -> Iterator[Tensor]:
+    """Input batches of the aux set: chunks of a tensor, or the first item of each loader batch."""
+    if isinstance(aux, Tensor):
+        yield from aux.split(batch_size)
+        return
+    for batch in aux:
+        yield batch[0] if isinstance(batch, list | tuple) else batch
+
+
+def check_aux(aux: AuxSet) -> None:
+    if isinstance(aux, Tensor):
+        if aux.ndim < 2 or aux.shape[0] == 0:
+            raise ValueError(f"the aux set is empty or has no batch dimension (shape {tuple(aux.shape)}); "
+                             "pass e.g. neve.gaussian_aux(n=100, shape=(3, 32, 32))")
+    elif hasattr(aux, "__len__"):
+        try:
+            empty = len(aux) == 0
+        except TypeError:  # e.g. a DataLoader over an IterableDataset without __len__
+            return
+        if empty:
+            raise ValueError("the aux set is empty; pass a non-empty tensor or loader of input batches")
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for tensor in [*model.parameters(), *model.buffers()]:
+        return tensor.device
+    return torch.device("cpu")
+
+
+def snapshot(model: nn.Module) -> dict[str, Tensor]:
+    """Detached copies of every parameter and buffer: the model as it is now, replayable later.
+
+    Tied (shared) tensors are copied once, under their first name: ``functional_call`` ties the
+    other names to it, and refuses distinct values for tied names.
+    """
+    state = dict(model.named_parameters())
+    state.update(model.named_buffers())
+    return {name: tensor.detach().clone() for name, tensor in state.items()}
+
+
+class _EvalNoGrad:
+    """Eval mode, no grad, no autocast for the duration; every module's own mode restored after."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.device_type = _model_device(model).type
+
+    def __enter__(self) -> None:
+        self.modes = [(m, m.training) for m in self.model.modules()]
+        self.model.eval()
+        self.grad = torch.no_grad()
+        self.autocast = torch.autocast(self.device_type, enabled=False)
+        self.grad.__enter__()
+        self.autocast.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self.autocast.__exit__(*exc)
+        self.grad.__exit__(*exc)
+        for module, training in self.modes:
+            module.training = training
+
+
+class VelocityMonitor:
+    """Neural velocity of a model on a fixed auxiliary set, measured once per epoch.
+
+    Construction takes the t = 0 reference (the model as it is now); each ``measure()`` compares
+    the model with the previous measurement and returns a :class:`VelocityReport`. Measuring
+    leaves the model as it found it: modes restored, no gradients, BatchNorm statistics untouched,
+    hooks removed, fp32 even inside an autocast region.
+    """
+
+    def __init__(self, model: nn.Module, aux: AuxSet, *, mu: float = 0.5, modules: ModuleSelection = None,
+                 batch_size: int = 16) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        check_aux(aux)
+        self.model = model
+        self.aux = aux
+        self.batch_size = batch_size
+        self.modules = select_modules(model, modules)
+        self.tracker = VelocityTracker(mu)
+        self.reference = snapshot(model)
+
+    @property
+    def epoch(self) -> int:
+        """How many measurements were taken (t of the last report)."""
+        return self.tracker.epoch
+
+    def measure(self) -> VelocityReport:
+        """Compare the model with the last measurement (or construction), then make it the new reference."""
+        sums = self._cosine_sums()
+        rho = {name: cosine_from_sums(*layer_sums).cpu() for name, layer_sums in sums.items()}
+        self.reference = snapshot(self.model)
+        return self.tracker.update(rho)
+
+    def _cosine_sums(self) -> dict[str, tuple[Tensor, Tensor, Tensor]]:
+        device = _model_device(self.model)
+        sums: dict[str, list[Tensor]] = {}
+        current: dict[str, list[Tensor]] = {name: [] for name in self.modules}
+        replaying = False
+
+        def hook_for(name: str, dim: int) -> Callable[..., None]:
+            def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+                if not isinstance(output, Tensor):
+                    raise TypeError(f"module {name!r} returns {type(output).__name__}, not a tensor; "
+                                    "choose other modules with modules=")
+                per_neuron = output.detach().float().movedim(dim, 0).reshape(output.shape[dim], -1)
+                if not replaying:
+                    current[name].append(per_neuron)
+                    return
+                now = current[name].pop(0)
+                batch = [(now * per_neuron).sum(1), (now * now).sum(1), (per_neuron * per_neuron).sum(1)]
+                if name in sums:
+                    for total, part in zip(sums[name], batch, strict=True):
+                        total += part.double()
+                else:
+                    sums[name] = [part.double() for part in batch]
+            return hook
+
+        handles = [m.register_forward_hook(hook_for(n, neuron_dim(m))) for n, m in self.modules.items()]
+        try:
+            with _EvalNoGrad(self.model):
+                seen = 0
+                for batch in iterate_aux(self.aux, self.batch_size):
+                    batch = batch.to(device, non_blocking=True)
+                    replaying = False
+                    self.model(batch)
+                    replaying = True
+                    functional_call(self.model, self.reference, (batch,))
+                    seen += 1
+        finally:
+            for handle in handles:
+                handle.remove()
+        if seen == 0:
+            raise ValueError("the aux set yielded no batch; pass a non-empty tensor or loader")
+        missing = [name for name in self.modules if name not in sums]
+        if missing:
+            raise ValueError(f"modules {missing[:5]} were never called by the model's forward; "
+                             "choose modules that run with modules=")
+        return {name: (dot, now, before) for name, (dot, now, before) in sums.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs for identical later measurements (reference included)."""
+        return {"tracker": self.tracker.state_dict(), "reference": {k: v.clone() for k, v in self.reference.items()},
+                "batch_size": self.batch_size, "layers": list(self.modules)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        expected = snapshot_shapes(self.model)
+        found = {name: tuple(tensor.shape) for name, tensor in state["reference"].items()}
+        if found != expected or list(state["layers"]) != list(self.modules):
+            raise ValueError("this velocity state belongs to another model or layer selection; "
+                             "resume with the same model and modules=")
+        device = _model_device(self.model)
+        self.reference = {k: v.to(device) for k, v in state["reference"].items()}
+        self.tracker.load_state_dict(state["tracker"])
+        self.batch_size = int(state["batch_size"])
+
+
+def snapshot_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    """Name and shape of every tensor :func:`snapshot` copies: what a saved reference must match."""
+    return {name: tuple(tensor.shape) for name, tensor in [*model.named_parameters(), *model.named_buffers()]}
+

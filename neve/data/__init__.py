@@ -1,0 +1,92 @@
+"""The data layer: ``load_data(name, root, ...) -> DataSplits``.
+
+Datasets (registry ``DATASETS``): ``cifar10``, ``cifar100`` (torchvision files, device-resident tensors,
+batched GPU augmentation), ``imagenet100`` (ImageFolder + DataLoader) and ``digits`` (scikit-learn's bundled
+digits, offline; the data of fast tests and demos).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from . import cifar, digits, imagenet100  # noqa: F401  (importing registers the builders)
+from .base import (
+    DATASETS,
+    DataSplits,
+    EvalStream,
+    TensorEvalStream,
+    TensorTrainStream,
+    TrainStream,
+    register_dataset,
+)
+from .folder import folder_images
+from .splits import holdout_split, symmetric_label_noise
+
+
+def __getattr__(name: str):  # lazy, so that `python -m neve.data.synthetic` finds its module not yet imported
+    if name in ("write_synthetic_cifar", "write_synthetic_imagenet"):
+        from . import synthetic
+
+        return getattr(synthetic, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def load_data(
+    name: str,
+    root: str | Path,
+    *,
+    batch_size: int,
+    eval_batch_size: int | None = None,
+    holdout: float | int = 0,
+    label_noise: float = 0.0,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    download: bool = True,
+    num_workers: int = 4,
+    image_size: int | None = None,
+) -> DataSplits:
+    """Load dataset ``name`` from ``root`` as train / val / test streams.
+
+    ``holdout``: a float in [0, 1) (fraction) or an int (count) of the training set moved, seeded by ``seed``,
+    to ``val`` (None when 0). ``label_noise``: symmetric noise rate applied, seeded by ``seed``, to the
+    remaining training labels only. ``image_size``: side of the model input (default: the dataset's own).
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
+    if int(batch_size) < 1 or (eval_batch_size is not None and int(eval_batch_size) < 1):
+        raise ValueError(
+            f"batch sizes must be >= 1, got batch_size={batch_size}, eval_batch_size={eval_batch_size}"
+        )
+    if image_size is not None and int(image_size) < 1:
+        raise ValueError(f"image_size must be >= 1, got {image_size}")
+    return DATASETS[name](
+        root,
+        batch_size=int(batch_size),
+        eval_batch_size=None if eval_batch_size is None else int(eval_batch_size),
+        holdout=holdout,
+        label_noise=label_noise,
+        seed=int(seed),
+        device=device,
+        download=bool(download),
+        num_workers=int(num_workers),
+        image_size=None if image_size is None else int(image_size),
+    )
+
+
+__all__ = [
+    "DATASETS",
+    "DataSplits",
+    "EvalStream",
+    "TensorEvalStream",
+    "TensorTrainStream",
+    "TrainStream",
+    "folder_images",
+    "holdout_split",
+    "load_data",
+    "register_dataset",
+    "symmetric_label_noise",
+    "write_synthetic_cifar",
+    "write_synthetic_imagenet",
+]

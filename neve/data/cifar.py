@@ -1,0 +1,189 @@
+"""CIFAR-10 / CIFAR-100, read with torchvision's own dataset classes and served from the device.
+
+Recipe (spec section 4): RandomCrop 32 with zero padding 4 + RandomHorizontalFlip + Normalize with the
+per-dataset mean/std, done as batched tensor ops on a device-resident uint8 tensor (``base.crop_flip``).
+
+Integrity: real data is verified by torchvision with its official md5s. A folder written by
+``neve.data.synthetic`` carries a manifest of its own md5s; for such a folder only, the torchvision class is
+subclassed with the manifest's checksums, a warning says the data is synthetic, and ``DataSplits.synthetic``
+is True.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .base import MANIFEST_NAME, DataSplits, as_path, md5_of, read_manifest, register_dataset
+from .splits import check_holdout, check_label_noise, tensor_splits
+
+log = logging.getLogger(__name__)
+
+CIFAR_STATS = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    "cifar100": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
+}
+CIFAR_PAD = 4
+_PRETTY = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+
+
+def _torchvision_class(name: str) -> Any:
+    from torchvision import datasets
+
+    return datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+
+
+def _file_checks(cls: Any) -> list[tuple[str, str]]:
+    return [(f, m) for f, m in cls.train_list + cls.test_list] + [(cls.meta["filename"], cls.meta["md5"])]
+
+
+def _synthetic_class(base: Any, manifest: dict[str, Any], folder: Path) -> Any:
+    """``base`` with the manifest's md5s in place of the official ones, and no download."""
+    md5 = manifest.get("md5", {})
+    needed = [f for f, _ in _file_checks(base)]
+    missing = [f for f in needed if f not in md5]
+    if missing:
+        raise ValueError(f"{folder / MANIFEST_NAME} lists no checksum for {missing}; regenerate the folder")
+
+    def download(self: Any) -> None:
+        if not self._check_integrity():
+            raise RuntimeError(
+                f"the synthetic folder {folder} fails its own manifest checksums; delete it and write it "
+                "again with `python -m neve.data.synthetic`, or delete it to download the real data"
+            )
+
+    return type(
+        f"Synthetic{base.__name__}",
+        (base,),
+        {
+            "train_list": [[f, md5[f]] for f, _ in base.train_list],
+            "test_list": [[f, md5[f]] for f, _ in base.test_list],
+            "meta": {**base.meta, "md5": md5[base.meta["filename"]]},
+            "download": download,
+        },
+    )
+
+
+def torchvision_cifar(name: str, root: str | Path, *, train: bool, transform: Any = None) -> Any:
+    """torchvision's CIFAR dataset over ``root`` (verified; a synthetic folder by its manifest), with
+    per-image ``transform``: the DataLoader + PIL pipeline the benchmark compares against."""
+    cls = _torchvision_class(name)
+    manifest = read_manifest(as_path(root) / cls.base_folder)
+    if manifest is not None:
+        cls = _synthetic_class(cls, manifest, as_path(root) / cls.base_folder)
+    return cls(str(root), train=train, transform=transform, download=False)
+
+
+def load_cifar_arrays(name: str, root: str | Path, download: bool) -> dict[str, Any]:
+    """Read a CIFAR split pair through torchvision (checksums verified). Returns uint8 NCHW numpy
+    arrays ``train_images``, ``test_images``, int64 ``train_labels``, ``test_labels``, ``classes``
+    and ``synthetic``."""
+    if name not in CIFAR_STATS:
+        raise ValueError(f"not a CIFAR dataset: {name!r}")
+    root = as_path(root)
+    cls = _torchvision_class(name)
+    folder = root / cls.base_folder
+    pretty = _PRETTY[name]
+    manifest = read_manifest(folder) if folder.is_dir() else None
+    synthetic = manifest is not None
+    if synthetic:
+        log.warning(
+            "%s at %s is SYNTHETIC data written by neve.data.synthetic (manifest %s), not the real dataset; "
+            "its files are verified against the manifest's checksums. Do not report results on it.",
+            pretty,
+            folder,
+            MANIFEST_NAME,
+        )
+        cls = _synthetic_class(cls, manifest, folder)  # type: ignore[arg-type]
+    elif not folder.is_dir() and not download:
+        raise FileNotFoundError(
+            f"{pretty} not found: looked for the folder {folder} (torchvision layout). Pass download=True "
+            f"(--download) to fetch it from {cls.url} into {root}, or download and extract {cls.filename} "
+            f"there yourself. For a smoke run without the real data: "
+            f"`python -m neve.data.synthetic {name} --root {root}`."
+        )
+    splits = {}
+    for train in (True, False):
+        try:
+            dataset = cls(str(root), train=train, download=download and train)
+        except RuntimeError as err:
+            bad = [f for f, m in _file_checks(cls) if not (folder / f).is_file() or md5_of(folder / f) != m]
+            kind = "its synthetic manifest" if synthetic else "torchvision's official checksums"
+            raise RuntimeError(
+                f"{pretty} at {folder} is incomplete or corrupted: {bad or 'unknown files'} missing or not "
+                f"matching {kind}. Delete the folder and pass download=True to fetch it again."
+            ) from err
+        except OSError as err:  # no network, DNS, ...
+            raise RuntimeError(
+                f"could not download {pretty} into {root} ({err}); download {cls.url} by hand and extract it "
+                f"there, then load with download=False"
+            ) from err
+        images = np.ascontiguousarray(dataset.data.transpose(0, 3, 1, 2))  # torchvision keeps NHWC
+        splits["train" if train else "test"] = (images, np.asarray(dataset.targets, dtype=np.int64))
+        classes = tuple(str(c) for c in dataset.classes)
+    return {
+        "train_images": splits["train"][0],
+        "train_labels": splits["train"][1],
+        "test_images": splits["test"][0],
+        "test_labels": splits["test"][1],
+        "classes": classes,
+        "synthetic": synthetic,
+    }
+
+
+def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear (antialiased) resize of uint8 NCHW images to size x size, rounded back to uint8."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    out = F.interpolate(
+        images.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True
+    )
+    return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _build_cifar(name: str, root: str | Path, **kw: Any) -> DataSplits:
+    check_holdout(kw["holdout"])
+    check_label_noise(kw["label_noise"])
+    arrays = load_cifar_arrays(name, root, kw["download"])
+    device = torch.device(kw["device"])
+    train_images = torch.from_numpy(arrays["train_images"])
+    test_images = torch.from_numpy(arrays["test_images"])
+    if kw.get("image_size"):
+        train_images = resize_uint8(train_images, int(kw["image_size"]))
+        test_images = resize_uint8(test_images, int(kw["image_size"]))
+    mean, std = CIFAR_STATS[name]
+    return tensor_splits(
+        name=name,
+        train_images=train_images,
+        train_labels=torch.from_numpy(arrays["train_labels"]),
+        test_images=test_images,
+        test_labels=torch.from_numpy(arrays["test_labels"]),
+        num_classes=10 if name == "cifar10" else 100,
+        mean=mean,
+        std=std,
+        pad=CIFAR_PAD,
+        flip=True,
+        batch_size=kw["batch_size"],
+        eval_batch_size=kw["eval_batch_size"],
+        holdout=kw["holdout"],
+        label_noise=kw["label_noise"],
+        seed=kw["seed"],
+        device=device,
+        synthetic=arrays["synthetic"],
+        classes=arrays["classes"],
+    )
+
+
+@register_dataset("cifar10")
+def build_cifar10(root: str | Path, **kw: Any) -> DataSplits:
+    return _build_cifar("cifar10", root, **kw)
+
+
+@register_dataset("cifar100")
+def build_cifar100(root: str | Path, **kw: Any) -> DataSplits:
+    return _build_cifar("cifar100", root, **kw)

@@ -1,0 +1,112 @@
+"""One training run of the paper from the command line; rerunning the same command resumes it.
+
+Examples:
+    python -m experiments.train --dataset cifar10 --model resnet32 --method baseline      # Table II row
+    python -m experiments.train --dataset cifar100 --method neve --seed 3
+    python -m experiments.train --dataset cifar10 --method vloss --holdout 0.1
+    python -m experiments.train --dataset digits --model resnet8 --method neve --epochs 30 --wandb offline
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from neve.config import AUX_KINDS, STOP_MODES, WANDB_MODES, RunConfig
+from neve.methods import METHODS
+from neve.recipes import RECIPES
+
+
+def _holdout(text: str) -> float:
+    value = float(text)
+    if value >= 1 and value != int(value):
+        raise argparse.ArgumentTypeError(f"--holdout is a fraction in [0, 1) or a whole count, got {text}")
+    return value
+
+
+def _milestones(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"--milestones takes comma-separated epochs, e.g. 100,150; got {text}") \
+            from error
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.train", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    run = parser.add_argument_group("what to train")
+    run.add_argument("--dataset", default="cifar10", choices=sorted({d for d, _ in RECIPES}))
+    run.add_argument("--model", default="resnet32", help="resnet8/14/20/32/44/56, resnet50, swinv2_tiny")
+    run.add_argument("--method", default="baseline", choices=sorted(METHODS),
+                     help="baseline: recipe schedule; vloss: plateau + early stop on validation loss (needs "
+                          "--holdout); neve: velocity-driven decay and stop; none: constant lr")
+    run.add_argument("--seed", type=int, default=0)
+
+    recipe = parser.add_argument_group("recipe (defaults: the paper's preset for the dataset and model)")
+    recipe.add_argument("--epochs", type=int, help="epoch budget (CIFAR: 250)")
+    recipe.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], help="swap the optimizer (Adam ablation)")
+    recipe.add_argument("--lr", type=float, help="initial lr (SGD recipe 0.1; Adam 1e-3)")
+    recipe.add_argument("--momentum", type=float)
+    recipe.add_argument("--weight-decay", type=float)
+    recipe.add_argument("--batch-size", type=int)
+    recipe.add_argument("--image-size", type=int, help="model input size (ImageNet-100: 224; SwinV2: 256)")
+    recipe.add_argument("--milestones", type=_milestones, help="baseline lr x0.1 after these epochs, e.g. 100,150")
+
+    method = parser.add_argument_group("NeVe and the other methods")
+    method.add_argument("--alpha", type=float, default=0.5, help="lr decay factor on a plateau, in (0, 1)")
+    method.add_argument("--patience", type=int, default=10, help="plateau patience delta (paper: 5 or 10)")
+    method.add_argument("--epsilon", type=float, default=1e-3, help="NeVe stops when velocity < epsilon")
+    method.add_argument("--mu", type=float, default=0.5, help="velocity momentum mu of eq. 2, in [0, 1)")
+    method.add_argument("--stop", default="halt", choices=STOP_MODES,
+                        help="halt at the method's stop, or mark it and train the whole budget")
+    method.add_argument("--stop-patience", type=int, help="vloss: epochs without a new best (default 2*patience)")
+
+    data = parser.add_argument_group("data")
+    data.add_argument("--aux", default="gaussian",
+                      help=f"aux set for velocity: {', '.join(AUX_KINDS)} or folder:PATH (default gaussian)")
+    data.add_argument("--aux-size", type=int, default=100, help="images in the aux set")
+    data.add_argument("--holdout", type=_holdout, default=0.0,
+                      help="training images held out for validation: a fraction (0.1) or a count")
+    data.add_argument("--label-noise", type=float, default=0.0,
+                      help="symmetric label-noise rate on the training labels (Label Wave setting: 0.4)")
+    data.add_argument("--data-root", default="data", help="where datasets are (downloaded if missing)")
+    data.add_argument("--no-download", dest="download", action="store_false",
+                      help="fail instead of downloading a missing dataset")
+    data.add_argument("--num-workers", type=int, default=4, help="DataLoader workers (ImageNet-100)")
+
+    where = parser.add_argument_group("where and how")
+    where.add_argument("--out", help="run folder (default runs/<dataset>-<model>-<method>-s<seed>)")
+    where.add_argument("--wandb", default="auto", choices=WANDB_MODES,
+                       help="auto: online when logged in to W&B, offline otherwise")
+    where.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    where.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    values = {k: v for k, v in vars(args).items() if v is not None}
+    return RunConfig(**values)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    from neve.trainer import CheckpointError, train
+
+    try:
+        config = config_from_args(args).resolved()
+        summary = train(config)
+    except (ValueError, CheckpointError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The contract between the trainer and a method: a policy decides the lr and when to stop.
+
+The paper's methods differ only in that decision, so they share one training loop
+(``neve.trainer``). A policy sees each epoch's metrics (and, if it wants, each training batch's
+predictions) and answers with a :class:`Decision`. How parameters are updated is a
+:class:`Stepper`: a plain torch optimizer for most methods, a hyper-optimizer stack for the
+Ultimate Optimizer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from neve.velocity import VelocityReport
+
+
+@dataclass
+class EpochResult:
+    """What one finished epoch measured; every method gets the velocity, measured on the aux set."""
+
+    epoch: int
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+    val_loss: float | None
+    val_acc: float | None
+    velocity: VelocityReport
+
+
+@dataclass
+class Decision:
+    """A policy's answer after an epoch."""
+
+    lr_reduced: bool = False
+    #: The method's stopping criterion holds at this epoch (the trainer halts or marks it).
+    stop: bool = False
+    #: This epoch's model is the one the method reports (best validation loss, Label Wave minimum...).
+    keep_weights: bool = False
+    #: Extra record columns, e.g. the Label Wave count.
+    extra: dict[str, float | int | None] = field(default_factory=dict)
+
+
+class Stepper:
+    """One training step's optimizer mechanics around a torch optimizer."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+
+    def zero_grad(self) -> None:
+        """Called before the forward pass of every batch."""
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def backward(self, loss: Tensor) -> None:
+        loss.backward()
+
+    def step(self) -> None:
+        self.optimizer.step()
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def scale_lr(self, factor: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] *= factor
+
+    def record(self) -> dict[str, float]:
+        """Extra per-epoch record columns (the Ultimate Optimizer logs what it learned)."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state)
+
+
+def make_optimizer(model: nn.Module, name: str, *, lr: float, momentum: float, weight_decay: float,
+                   betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; choose sgd, adam or adamw")
+
+
+class Policy:
+    """A method: lr and stop decisions. Subclasses override what they need; state is checkpointed."""
+
+    name: ClassVar[str] = ""
+    #: Whether the method needs a validation split (``--holdout``).
+    needs_holdout: ClassVar[bool] = False
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    def build_stepper(self, model: nn.Module) -> Stepper:
+        c = self.config
+        return Stepper(make_optimizer(model, c.optimizer, lr=c.lr, momentum=c.momentum,
+                                      weight_decay=c.weight_decay, betas=tuple(c.betas)))
+
+    def start_epoch(self, epoch: int, stepper: Stepper) -> None:
+        """Before epoch ``epoch`` (1-based) trains: a schedule sets its lr here."""
+
+    def observe_batch(self, logits: Tensor, labels: Tensor, indices: Tensor) -> None:
+        """After each training step, with that step's (detached) predictions and sample indices."""
+
+    def end_epoch(self, result: EpochResult, stepper: Stepper) -> Decision:
+        return Decision()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""

@@ -1,0 +1,30 @@
+"""NeVe as a method: the library's rule applied to the trainer's velocity report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from neve.controller import NeVeRule
+from neve.methods.base import Decision, EpochResult, Policy, Stepper
+from neve.methods.registry import register_method
+
+
+@register_method("neve")
+class NeVeMethod(Policy):
+    """Constant lr decayed by alpha on a velocity-change plateau; stop when velocity < epsilon."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.rule = NeVeRule(alpha=config.alpha, patience=config.patience, epsilon=config.epsilon)
+
+    def end_epoch(self, result: EpochResult, stepper: Stepper) -> Decision:
+        reduce, stop = self.rule.decide(result.velocity)
+        if reduce:
+            stepper.scale_lr(self.rule.alpha)
+        return Decision(lr_reduced=reduce, stop=stop)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.rule.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rule.load_state_dict(state)

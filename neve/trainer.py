@@ -1,0 +1,272 @@
+"""The one training loop: every method runs through it, checkpointed each epoch, resumable exactly.
+
+Per epoch: the policy sets the lr, the model trains on the training stream, is evaluated on the
+validation (if held out) and test sets, velocity is measured on the aux set (for every method),
+the policy decides, one record is logged, and the run folder gets an atomic checkpoint with
+everything needed to continue bit for bit: model, optimizer (stepper), policy, velocity monitor,
+RNG states and the records so far. A finished run has ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from neve.aux import gaussian_aux
+from neve.config import RunConfig, config_differences
+from neve.data import DataSplits, load_data
+from neve.io import atomic_torch_save
+from neve.methods import Decision, EpochResult, Policy, Stepper, method_class
+from neve.models import create_model
+from neve.records import RunLog
+from neve.summary import summarize
+from neve.velocity import VelocityMonitor
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+SUMMARY = "summary.json"
+KEPT_MODEL = "kept_model.pt"
+CHECKPOINT_FORMAT = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be resumed; it is left untouched for the user to inspect."""
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but no GPU is visible; use --device cpu or auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": _numpy_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _numpy_state() -> tuple[Any, ...]:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return kind, keys.tolist(), int(pos), int(has_gauss), float(cached)
+
+
+def build_aux(config: RunConfig, data: DataSplits) -> Tensor:
+    """The aux set the config names: Gaussian noise, real train/val images, or an image folder."""
+    if config.aux == "gaussian":
+        return gaussian_aux(config.aux_size, data.image_shape, seed=config.seed)
+    if config.aux in ("train", "val"):
+        return data.aux_images(config.aux, config.aux_size, seed=config.seed)
+    from neve.data.folder import folder_images
+
+    path = config.aux.removeprefix("folder:")
+    return folder_images(path, config.aux_size, data.image_shape, data.mean, data.std, seed=config.seed)
+
+
+@dataclass
+class EvalMetrics:
+    loss: float
+    acc: float
+
+
+class Trainer:
+    """Runs one configured experiment in ``config.out``, resuming it if a checkpoint is there."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config.resolved()
+        self.run_dir = Path(self.config.out)
+        self.device = pick_device(self.config.device)
+        # bf16 autocast speeds up training on GPUs; never used for velocity (the monitor turns it off).
+        self.autocast_dtype = torch.bfloat16 if self.device.type == "cuda" else None
+
+    # ----------------------------------------------------------------------------------------- run
+    def run(self) -> dict[str, Any]:
+        summary_path = self.run_dir / SUMMARY
+        if summary_path.exists():
+            import json
+
+            log.warning("%s is finished (summary.json exists); not running it again", self.run_dir)
+            return json.loads(summary_path.read_text())
+        checkpoint = self._read_checkpoint()
+        c = self.config
+        policy_cls = method_class(c.method)
+        if policy_cls.needs_holdout and not c.holdout:
+            raise ValueError(f"method {c.method!r} needs a validation split: pass --holdout 0.1 (or 0.3)")
+
+        seed_everything(c.seed)
+        data = load_data(c.dataset, c.data_root, batch_size=c.batch_size, holdout=_holdout(c.holdout),
+                         label_noise=c.label_noise, seed=c.seed, device=self.device, download=c.download,
+                         num_workers=c.num_workers, image_size=c.image_size)
+        model = create_model(c.model, data.num_classes, in_chans=data.image_shape[0],
+                             image_size=data.image_shape[-1])
+        model.to(self.device, memory_format=torch.channels_last)
+        if checkpoint:
+            model.load_state_dict(checkpoint["model"])
+        policy = policy_cls(c)
+        stepper = policy.build_stepper(model)
+        monitor = VelocityMonitor(model, build_aux(c, data), mu=c.mu)
+        records: list[dict[str, Any]] = []
+        start_epoch, wandb_id = 0, None
+        if checkpoint:
+            stepper.load_state_dict(checkpoint["stepper"])
+            policy.load_state_dict(checkpoint["policy"])
+            monitor.load_state_dict(checkpoint["monitor"])
+            set_rng_state(checkpoint["rng"])
+            records, start_epoch, wandb_id = checkpoint["records"], checkpoint["epoch"], checkpoint["wandb_id"]
+            log.info("resuming %s after epoch %d", self.run_dir, start_epoch)
+
+        runlog = RunLog(self.run_dir, c.to_dict(), wandb_mode=c.wandb, run_name=self.run_dir.name,
+                        records=records, wandb_id=wandb_id)
+        finished_early = bool(records) and _halted(records[-1], c)
+        for epoch in range(start_epoch + 1, c.epochs + 1):
+            if finished_early:
+                break
+            record, decision = self._epoch(epoch, model, data, policy, stepper, monitor)
+            if decision.keep_weights:
+                atomic_torch_save(self.run_dir / KEPT_MODEL, {"epoch": epoch, "model": model.state_dict()})
+            runlog.log(record)
+            self._write_checkpoint(epoch, model, stepper, policy, monitor, runlog)
+            finished_early = _halted(record, c)
+        summary = summarize(runlog.records, c.to_dict())
+        atomic_torch_save(self.run_dir / "model.pt", model.state_dict())
+        runlog.finish(summary)
+        return summary
+
+    # --------------------------------------------------------------------------------------- epoch
+    def _epoch(self, epoch: int, model: nn.Module, data: DataSplits, policy: Policy, stepper: Stepper,
+               monitor: VelocityMonitor) -> tuple[dict[str, Any], Decision]:
+        started = time.perf_counter()
+        policy.start_epoch(epoch, stepper)
+        lr = stepper.lr
+        train = self._train_epoch(epoch, model, data, policy, stepper)
+        val = self._evaluate(model, data.val) if data.val is not None else None
+        test = self._evaluate(model, data.test)
+        report = monitor.measure()
+        result = EpochResult(epoch, train.loss, train.acc, test.loss, test.acc,
+                             val.loss if val else None, val.acc if val else None, report)
+        decision = policy.end_epoch(result, stepper)
+        record: dict[str, Any] = {
+            "epoch": epoch, "lr": lr, "train_loss": train.loss, "train_acc": train.acc,
+            "val_loss": result.val_loss, "val_acc": result.val_acc, "test_loss": test.loss, "test_acc": test.acc,
+            "model_velocity": report.model_velocity, "velocity_change": report.velocity_change,
+            "lr_reduced": int(decision.lr_reduced), "neve_stop": int(report.model_velocity < self.config.epsilon),
+            "method_stop": int(decision.stop), "kept_weights": int(decision.keep_weights),
+            **decision.extra, **stepper.record(),
+            "seconds": time.perf_counter() - started,
+        }
+        return record, decision
+
+    def _autocast(self) -> Any:
+        if self.autocast_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def _train_epoch(self, epoch: int, model: nn.Module, data: DataSplits, policy: Policy,
+                     stepper: Stepper) -> EvalMetrics:
+        model.train()
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        correct = torch.zeros((), device=self.device, dtype=torch.int64)
+        seen = 0
+        batches = tqdm(data.train.batches(epoch), total=len(data.train), desc=f"epoch {epoch}/{self.config.epochs}",
+                       leave=False, disable=not self.config.progress, mininterval=1.0)
+        for images, labels, indices in batches:
+            images = images.contiguous(memory_format=torch.channels_last)
+            stepper.zero_grad()
+            with self._autocast():
+                logits = model(images)
+                loss = F.cross_entropy(logits, labels)
+            stepper.backward(loss)
+            stepper.step()
+            logits = logits.detach()
+            policy.observe_batch(logits, labels, indices)
+            loss_sum += loss.detach().double() * labels.numel()
+            correct += (logits.argmax(1) == labels).sum()
+            seen += labels.numel()
+        return EvalMetrics(float(loss_sum) / seen, float(correct) / seen)
+
+    @torch.no_grad()
+    def _evaluate(self, model: nn.Module, stream: Any) -> EvalMetrics:
+        model.eval()
+        loss_sum, correct, seen = 0.0, 0, 0
+        for images, labels in stream:
+            images = images.contiguous(memory_format=torch.channels_last)
+            with self._autocast():
+                logits = model(images)
+            loss_sum += float(F.cross_entropy(logits.float(), labels, reduction="sum"))
+            correct += int((logits.argmax(1) == labels).sum())
+            seen += labels.numel()
+        return EvalMetrics(loss_sum / seen, correct / seen)
+
+    # ---------------------------------------------------------------------------------- checkpoint
+    def _write_checkpoint(self, epoch: int, model: nn.Module, stepper: Stepper, policy: Policy,
+                          monitor: VelocityMonitor, runlog: RunLog) -> None:
+        atomic_torch_save(self.run_dir / CHECKPOINT, {
+            "format": CHECKPOINT_FORMAT, "config": self.config.to_dict(), "epoch": epoch,
+            "model": model.state_dict(), "stepper": stepper.state_dict(), "policy": policy.state_dict(),
+            "monitor": monitor.state_dict(), "rng": rng_state(), "records": runlog.records,
+            "wandb_id": runlog.wandb_id,
+        })
+
+    def _read_checkpoint(self) -> dict[str, Any] | None:
+        path = self.run_dir / CHECKPOINT
+        if not path.exists():
+            return None
+        try:
+            checkpoint = torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as error:
+            raise CheckpointError(
+                f"the checkpoint {path} cannot be read ({type(error).__name__}: {error}). It was left as it is: "
+                f"move it away to start this run over, or point --out to a new folder") from error
+        if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{path} is not a neve checkpoint of format {CHECKPOINT_FORMAT}; it was left "
+                                  "as it is: move it away to start over, or use another --out")
+        differences = config_differences(checkpoint["config"], self.config.to_dict())
+        if differences:
+            details = ", ".join(f"{k}: {checkpoint['config'].get(k)!r} -> {getattr(self.config, k, None)!r}"
+                                for k in differences)
+            raise CheckpointError(f"{path} belongs to a different run ({details}). It was left as it is: "
+                                  "rerun with the same options to resume, or choose another --out")
+        return checkpoint
+
+
+def _holdout(value: float) -> float | int:
+    return int(value) if value >= 1 else value
+
+
+def _halted(record: dict[str, Any], config: RunConfig) -> bool:
+    diverged = not np.isfinite(record["train_loss"])
+    return diverged or (config.stop == "halt" and bool(record["method_stop"]))
+
+
+def train(config: RunConfig) -> dict[str, Any]:
+    """Run (or resume, or skip if finished) one experiment; returns its summary."""
+    return Trainer(config).run()

@@ -1,0 +1,153 @@
+"""The trainer end to end on tiny real data: every method, records, summary, resume after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from neve.config import RunConfig
+from neve.records import read_records
+from neve.trainer import CheckpointError, train
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = dict(dataset="digits", model="resnet8", epochs=3, batch_size=128, aux_size=16, wandb="disabled",
+            progress=False, num_workers=0)
+
+
+def run(tmp_path: Path, name: str = "run", **options) -> tuple[dict, list[dict]]:
+    config = RunConfig(**{**FAST, "out": str(tmp_path / name), **options})
+    summary = train(config)
+    return summary, read_records(tmp_path / name)
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "experiments.train", *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("method", ["baseline", "none", "neve"])
+def test_each_method_runs_and_records_every_column(tmp_path: Path, method: str) -> None:
+    summary, records = run(tmp_path, method=method)
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    for column in ("lr", "train_loss", "train_acc", "test_loss", "test_acc", "model_velocity", "lr_reduced",
+                   "neve_stop", "method_stop", "seconds"):
+        assert all(r[column] is not None for r in records), column
+    assert records[0]["velocity_change"] is None and records[1]["velocity_change"] is not None
+    assert all(r["model_velocity"] > 0 for r in records)
+    assert summary["finished"] and summary["epochs_run"] == 3
+    assert summary["final_test_acc"] == records[-1]["test_acc"]
+    assert records[-1]["train_acc"] > 0.3  # it learns: 10 classes, chance is 0.1
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["method"] == method and config["lr"] == 0.05
+
+
+def test_baseline_follows_the_recipe_milestones(tmp_path: Path) -> None:
+    _, records = run(tmp_path, method="baseline", epochs=4, milestones=(2, 3))
+    assert [r["lr"] for r in records] == pytest.approx([0.05, 0.05, 0.005, 0.0005])
+    assert [r["lr_reduced"] for r in records] == [0, 1, 1, 0]
+
+
+def test_vloss_needs_a_holdout_and_reports_the_best_validation_epoch(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--holdout"):
+        run(tmp_path, method="vloss")
+    summary, records = run(tmp_path, name="held", method="vloss", holdout=0.1)
+    assert all(r["val_loss"] is not None for r in records)
+    best = min(records, key=lambda r: r["val_loss"])
+    assert summary["best_val_epoch"] == best["epoch"] == summary["kept_epoch"]
+    kept = torch.load(tmp_path / "held" / "kept_model.pt", weights_only=True)
+    assert kept["epoch"] == best["epoch"]
+
+
+def test_neve_halts_at_the_stop_or_marks_it(tmp_path: Path) -> None:
+    # An epsilon above any velocity makes NeVe stop after the first epoch.
+    summary, records = run(tmp_path, name="halt", method="neve", epsilon=10.0)
+    assert len(records) == 1 and summary["stop_epoch"] == 1 and summary["test_acc_at_stop"] == records[0]["test_acc"]
+    summary, records = run(tmp_path, name="mark", method="neve", epsilon=10.0, stop="mark")
+    assert len(records) == 3 and summary["stop_epoch"] == 1 and summary["epochs_run"] == 3
+
+
+def test_a_finished_run_is_not_run_again(tmp_path: Path) -> None:
+    first, _ = run(tmp_path, epochs=1)
+    csv_before = (tmp_path / "run" / "records.csv").read_text()
+    again, _ = run(tmp_path, epochs=1)
+    assert again == first
+    assert (tmp_path / "run" / "records.csv").read_text() == csv_before
+
+
+def test_a_corrupt_checkpoint_is_an_error_and_is_left_alone(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        run(tmp_path, epochs=1)
+    assert (folder / "checkpoint.pt").read_bytes() == b"not a checkpoint"
+
+
+def test_a_checkpoint_of_another_experiment_is_refused(tmp_path: Path) -> None:
+    process = cli("--dataset", "digits", "--model", "resnet8", "--epochs", "3", "--out", str(tmp_path / "run"),
+                  "--wandb", "disabled", "--no-progress", "--aux-size", "16")
+    _wait_for(tmp_path / "run" / "checkpoint.pt", process)
+    process.kill()
+    process.wait()
+    saved = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    with pytest.raises(CheckpointError, match="lr: 0.05 -> 0.01"):
+        run(tmp_path, lr=0.01)
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == saved
+
+
+def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"the run ended before {path.name} appeared:\n{process.stderr.read()}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"{path} did not appear in {timeout} s")
+        time.sleep(0.05)
+
+
+def _without_seconds(run_dir: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in read_records(run_dir)]
+
+
+@pytest.mark.parametrize("method", ["neve", "vloss"])
+def test_a_run_killed_with_sigkill_resumes_to_the_same_records(tmp_path: Path, method: str) -> None:
+    args = ["--dataset", "digits", "--model", "resnet8", "--method", method, "--epochs", "4", "--aux-size", "16",
+            "--wandb", "disabled", "--no-progress", "--patience", "0", "--holdout", "0.1"]
+    straight = cli(*args, "--out", str(tmp_path / "straight"))
+    assert straight.wait() == 0, straight.stderr.read()
+
+    killed = tmp_path / "killed"
+    process = cli(*args, "--out", str(killed))
+    _wait_for(killed / "checkpoint.pt", process)
+    time.sleep(0.3)  # into the next epoch
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "summary.json").exists(), "the run finished before it could be killed"
+    resumed = cli(*args, "--out", str(killed))
+    assert resumed.wait() == 0, resumed.stderr.read()
+
+    assert _without_seconds(killed) == _without_seconds(tmp_path / "straight")
+    summary_a = json.loads((tmp_path / "straight" / "summary.json").read_text())
+    summary_b = json.loads((killed / "summary.json").read_text())
+    assert summary_a["final_test_acc"] == summary_b["final_test_acc"]
+
+
+def test_bad_options_give_clear_errors_from_the_command_line(tmp_path: Path) -> None:
+    for args, message in [(["--alpha", "1.5"], "alpha"), (["--epsilon", "-1"], "epsilon"),
+                          (["--method", "vloss"], "--holdout"), (["--aux", "val"], "--holdout"),
+                          (["--label-noise", "1.2"], "label-noise")]:
+        process = cli("--dataset", "digits", "--model", "resnet8", "--out", str(tmp_path / "x"), "--wandb",
+                      "disabled", *args)
+        _, err = process.communicate()
+        assert process.returncode == 2 and message in err, (args, err)
+        assert not (tmp_path / "x" / "checkpoint.pt").exists()

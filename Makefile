@@ -27,7 +27,7 @@ lint: $(STAMP)  ## ruff only
 	$(BIN)/ruff check .
 
 train: $(STAMP)  ## one offline training run on the bundled digits data (override ARGS=...)
-	WANDB_MODE=offline $(BIN)/python -m experiments.train --dataset digits --model resnet8 --method neve --epochs 30 --wandb offline $(ARGS)
+	$(BIN)/python -m experiments.train --dataset digits --model resnet8 --method neve --wandb offline $(ARGS)
 
 bench: $(STAMP)  ## speed and memory benchmarks (prints ratios)
 	$(BIN)/python benchmarks/velocity.py

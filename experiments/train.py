@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", default="resnet32", help="resnet8/14/20/32/44/56, resnet50, swinv2_tiny")
     run.add_argument("--method", default="baseline", choices=sorted(METHODS),
                      help="baseline: recipe schedule; vloss: plateau + early stop on validation loss (needs "
-                          "--holdout); neve: velocity-driven decay and stop; none: constant lr")
+                          "--holdout); neve: velocity-driven decay and stop; none: constant lr; ultimate: "
+                          "hyper-SGD learns lr and momentum; labelwave: stop on prediction changes (paper: "
+                          "with --label-noise 0.4)")
     run.add_argument("--seed", type=int, default=0)
 
     recipe = parser.add_argument_group("recipe (defaults: the paper's preset for the dataset and model)")
@@ -59,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     method = parser.add_argument_group("NeVe and the other methods")
     method.add_argument("--alpha", type=float, default=0.5, help="lr decay factor on a plateau, in (0, 1)")
-    method.add_argument("--patience", type=int, default=10, help="plateau patience delta (paper: 5 or 10)")
+    method.add_argument("--patience", type=int, default=10,
+                        help="plateau patience delta of neve/vloss, and Label Wave's patience (paper: 5 or 10)")
     method.add_argument("--epsilon", type=float, default=1e-3, help="NeVe stops when velocity < epsilon")
     method.add_argument("--mu", type=float, default=0.5, help="velocity momentum mu of eq. 2, in [0, 1)")
     method.add_argument("--stop", default="halt", choices=STOP_MODES,

@@ -241,7 +241,7 @@ class Trainer:
         if not path.exists():
             return None
         try:
-            checkpoint = torch.load(path, map_location=self.device, weights_only=False)
+            checkpoint = torch.load(path, map_location="cpu", weights_only=False)  # each part moves itself
         except Exception as error:
             raise CheckpointError(
                 f"the checkpoint {path} cannot be read ({type(error).__name__}: {error}). It was left as it is: "

@@ -1,6 +1,6 @@
 """The compared methods, one small policy each, all run by the same trainer."""
 
-from neve.methods import baseline, neve_method, vloss  # noqa: F401  (registration)
+from neve.methods import baseline, labelwave, neve_method, ultimate, vloss  # noqa: F401  (registration)
 from neve.methods.base import Decision, EpochResult, Policy, Stepper, make_optimizer
 from neve.methods.registry import METHODS, method_class, register_method
 

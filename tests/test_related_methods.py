@@ -5,17 +5,14 @@ from __future__ import annotations
 import gc
 import io
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 import weakref
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from cli_runs import cli, records_without_seconds, wait_for
 from torch import nn
 
 from neve.config import RunConfig
@@ -27,31 +24,16 @@ from neve.models import create_model
 from neve.records import read_records
 from neve.trainer import Trainer, train
 
-REPO = Path(__file__).resolve().parents[1]
 FAST = dict(dataset="digits", model="resnet8", batch_size=128, aux_size=16, wandb="disabled", progress=False,
             num_workers=0)
 CLI_FAST = ["--dataset", "digits", "--model", "resnet8", "--batch-size", "128", "--aux-size", "16",
             "--wandb", "disabled", "--no-progress"]
 
 
-def _without_seconds(run_dir: Path) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in read_records(run_dir)]
 
 
-def _cli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "experiments.train", *args], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
 
 
-def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if process.poll() is not None:
-            raise AssertionError(f"the run ended before {path.name} appeared:\n{process.stderr.read()}")
-        if time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"{path} did not appear in {timeout} s")
-        time.sleep(0.01)
 
 
 def _roundtrip(state: dict) -> dict:
@@ -171,18 +153,18 @@ def test_ultimate_run_killed_with_sigkill_resumes_to_the_same_records(tmp_path: 
 
     killed = tmp_path / "killed"
     args = [*CLI_FAST, "--method", "ultimate", "--epochs", str(epochs), "--out", str(killed)]
-    process = _cli(*args)
-    _wait_for(killed / "checkpoint.pt", process)
+    process = cli(*args)
+    wait_for(killed / "checkpoint.pt", process)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (killed / "summary.json").exists(), "the run finished before it could be killed"
     assert len(read_records(killed)) < epochs
-    resumed = _cli(*args)
+    resumed = cli(*args)
     _, err = resumed.communicate()
     assert resumed.returncode == 0, err
     assert "resuming" in err
 
-    assert _without_seconds(killed) == _without_seconds(straight)
+    assert records_without_seconds(killed) == records_without_seconds(straight)
     final_straight = torch.load(straight / "model.pt", weights_only=True)
     final_killed = torch.load(killed / "model.pt", weights_only=True)
     assert all(torch.equal(final_straight[k], final_killed[k]) for k in final_straight)

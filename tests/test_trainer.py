@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from cli_runs import cli, records_without_seconds, wait_for
 
 from neve.config import RunConfig
 from neve.records import read_records
 from neve.trainer import CheckpointError, train
 
-REPO = Path(__file__).resolve().parents[1]
 FAST = dict(dataset="digits", model="resnet8", epochs=3, batch_size=128, aux_size=16, wandb="disabled",
             progress=False, num_workers=0)
 
@@ -28,10 +25,6 @@ def run(tmp_path: Path, name: str = "run", **options) -> tuple[dict, list[dict]]
     return summary, read_records(tmp_path / name)
 
 
-def cli(*args: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "experiments.train", *args], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
 
 
 @pytest.mark.parametrize("method", ["baseline", "none", "neve"])
@@ -95,7 +88,7 @@ def test_a_corrupt_checkpoint_is_an_error_and_is_left_alone(tmp_path: Path) -> N
 def test_a_checkpoint_of_another_experiment_is_refused(tmp_path: Path) -> None:
     process = cli("--dataset", "digits", "--model", "resnet8", "--epochs", "3", "--out", str(tmp_path / "run"),
                   "--wandb", "disabled", "--no-progress", "--aux-size", "16")
-    _wait_for(tmp_path / "run" / "checkpoint.pt", process)
+    wait_for(tmp_path / "run" / "checkpoint.pt", process)
     process.kill()
     process.wait()
     saved = (tmp_path / "run" / "checkpoint.pt").read_bytes()
@@ -104,19 +97,8 @@ def test_a_checkpoint_of_another_experiment_is_refused(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == saved
 
 
-def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if process.poll() is not None:
-            raise AssertionError(f"the run ended before {path.name} appeared:\n{process.stderr.read()}")
-        if time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"{path} did not appear in {timeout} s")
-        time.sleep(0.05)
 
 
-def _without_seconds(run_dir: Path) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in read_records(run_dir)]
 
 
 @pytest.mark.parametrize("method", ["neve", "vloss"])
@@ -128,7 +110,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_records(tmp_path: Path, m
 
     killed = tmp_path / "killed"
     process = cli(*args, "--out", str(killed))
-    _wait_for(killed / "checkpoint.pt", process)
+    wait_for(killed / "checkpoint.pt", process)
     time.sleep(0.3)  # into the next epoch
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -136,7 +118,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_records(tmp_path: Path, m
     resumed = cli(*args, "--out", str(killed))
     assert resumed.wait() == 0, resumed.stderr.read()
 
-    assert _without_seconds(killed) == _without_seconds(tmp_path / "straight")
+    assert records_without_seconds(killed) == records_without_seconds(tmp_path / "straight")
     summary_a = json.loads((tmp_path / "straight" / "summary.json").read_text())
     summary_b = json.loads((killed / "summary.json").read_text())
     assert summary_a["final_test_acc"] == summary_b["final_test_acc"]
@@ -151,3 +133,47 @@ def test_bad_options_give_clear_errors_from_the_command_line(tmp_path: Path) -> 
         _, err = process.communicate()
         assert process.returncode == 2 and message in err, (args, err)
         assert not (tmp_path / "x" / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("aux", ["train", "val", "folder"])
+def test_velocity_on_real_image_aux_sets(tmp_path: Path, aux: str) -> None:
+    option = aux
+    if aux == "folder":
+        from PIL import Image
+
+        folder = tmp_path / "images"
+        folder.mkdir()
+        for i in range(20):
+            Image.fromarray(((torch.rand(24, 24, 3) * 255).to(torch.uint8)).numpy()).save(folder / f"{i}.png")
+        option = f"folder:{folder}"
+    summary, records = run(tmp_path, epochs=2, aux=option, holdout=0.1 if aux == "val" else 0.0)
+    assert all(r["model_velocity"] > 0 for r in records)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["aux"] == option
+
+
+def test_every_method_runs_resnet32_on_a_synthetic_cifar_folder_from_the_command_line(tmp_path: Path) -> None:
+    from neve.data import write_synthetic_cifar
+
+    write_synthetic_cifar(tmp_path / "cifar", "cifar10", n_train=200, n_test=50, seed=0)
+    processes = {}
+    for method in ["baseline", "vloss", "neve", "none", "ultimate", "labelwave"]:
+        processes[method] = cli("--dataset", "cifar10", "--model", "resnet32", "--method", method, "--epochs", "2",
+                                "--holdout", "0.1", "--data-root", str(tmp_path / "cifar"), "--no-download",
+                                "--out", str(tmp_path / method), "--wandb", "disabled", "--no-progress",
+                                "--aux-size", "20")
+        assert processes[method].wait() == 0, processes[method].stderr.read()
+        summary = json.loads((tmp_path / method / "summary.json").read_text())
+        assert summary["finished"] and summary["method"] == method
+        assert len(read_records(tmp_path / method)) == summary["epochs_run"]
+
+
+def test_imagenet100_trains_through_the_dataloader_path(tmp_path: Path) -> None:
+    from neve.data import write_synthetic_imagenet
+    from neve.data.imagenet100 import imagenet100_classes
+
+    write_synthetic_imagenet(tmp_path / "imagenet", imagenet100_classes(), per_class=2, image_size=36)
+    summary, records = run(tmp_path, dataset="imagenet100", model="resnet8", image_size=32, epochs=2,
+                           batch_size=64, data_root=str(tmp_path / "imagenet"), method="labelwave")
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert records[1]["prediction_changes"] is not None  # sample indices flow through the DataLoader path
+    assert summary["finished"]

@@ -52,10 +52,7 @@ def select_modules(model: nn.Module, modules: ModuleSelection = None) -> dict[st
     """The modules to hook, by ``named_modules()`` name: default types, a list of names, or a predicate."""
     named = dict(model.named_modules())
     if modules is None:
-        # nn.MultiheadAttention applies out_proj's weights functionally and never calls the module.
-        never_called = {f"{name}.out_proj" for name, m in named.items() if isinstance(m, nn.MultiheadAttention)}
-        chosen = {name: m for name, m in named.items()
-                  if isinstance(m, DEFAULT_MODULE_TYPES) and name not in never_called}
+        chosen = {name: m for name, m in named.items() if isinstance(m, DEFAULT_MODULE_TYPES)}
     elif callable(modules):
         chosen = {name: m for name, m in named.items() if modules(name, m)}
     else:
@@ -150,15 +147,29 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def snapshot(model: nn.Module) -> dict[str, Tensor]:
-    """Detached copies of every parameter and buffer: the model as it is now, replayable later.
+def _module_tensors(model: nn.Module) -> Iterator[tuple[str, Tensor]]:
+    """Each module's own parameters and buffers, every module once (a module used twice, once).
 
-    Tied (shared) tensors are copied once, under their first name: ``functional_call`` ties the
-    other names to it, and refuses distinct values for tied names.
+    Tied tensors held by distinct modules appear under each module's name. These are the names
+    ``functional_call(..., tie_weights=False)`` must swap: naming a reused module's tensor under
+    two names makes it swap the same attribute twice and leave the snapshot in the live model.
     """
-    state = dict(model.named_parameters())
-    state.update(model.named_buffers())
-    return {name: tensor.detach().clone() for name, tensor in state.items()}
+    for prefix, module in model.named_modules():
+        dot = f"{prefix}." if prefix else ""
+        for name, tensor in [*module._parameters.items(), *module._buffers.items()]:
+            if tensor is not None:
+                yield dot + name, tensor
+
+
+def snapshot(model: nn.Module) -> dict[str, Tensor]:
+    """Detached copies of every parameter and buffer: the model as it is now, replayable later."""
+    copies: dict[int, Tensor] = {}  # a tensor tied between modules is copied once
+    state = {}
+    for name, tensor in _module_tensors(model):
+        if id(tensor) not in copies:
+            copies[id(tensor)] = tensor.detach().clone()
+        state[name] = copies[id(tensor)]
+    return state
 
 
 class _EvalNoGrad:
@@ -201,6 +212,10 @@ class VelocityMonitor:
         self.aux = aux
         self.batch_size = batch_size
         self.modules = select_modules(model, modules)
+        #: With the default selection, layers the forward never calls are left out of the reports
+        #: (e.g. nn.MultiheadAttention's out_proj, timm SwinV2's attn.qkv: their weights are applied
+        #: with F.linear); a layer named or chosen by the caller must run.
+        self.skip_uncalled = modules is None
         self.tracker = VelocityTracker(mu)
         self.reference = snapshot(model)
 
@@ -229,6 +244,10 @@ class VelocityMonitor:
                                     "choose other modules with modules=")
                 per_neuron = output.detach().float().movedim(dim, 0).reshape(output.shape[dim], -1)
                 if not replaying:
+                    if per_neuron.untyped_storage().data_ptr() == output.untyped_storage().data_ptr():
+                        # reshape gave a view (2-D Linear output, batch of 1, channels_last): copy it, or
+                        # an in-place op later in the forward (ReLU(inplace=True)) would change it
+                        per_neuron = per_neuron.clone()
                     current[name].append(per_neuron)
                     return
                 now = current[name].pop(0)
@@ -249,7 +268,7 @@ class VelocityMonitor:
                     replaying = False
                     self.model(batch)
                     replaying = True
-                    functional_call(self.model, self.reference, (batch,))
+                    functional_call(self.model, self.reference, (batch,), tie_weights=False)
                     seen += 1
         finally:
             for handle in handles:
@@ -257,10 +276,10 @@ class VelocityMonitor:
         if seen == 0:
             raise ValueError("the aux set yielded no batch; pass a non-empty tensor or loader")
         missing = [name for name in self.modules if name not in sums]
-        if missing:
+        if missing and (not self.skip_uncalled or not sums):
             raise ValueError(f"modules {missing[:5]} were never called by the model's forward; "
                              "choose modules that run with modules=")
-        return {name: (dot, now, before) for name, (dot, now, before) in sums.items()}
+        return {name: tuple(sums[name]) for name in self.modules if name in sums}  # selection order
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs for identical later measurements (reference included)."""
@@ -281,5 +300,4 @@ class VelocityMonitor:
 
 def snapshot_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
     """Name and shape of every tensor :func:`snapshot` copies: what a saved reference must match."""
-    return {name: tuple(tensor.shape) for name, tensor in [*model.named_parameters(), *model.named_buffers()]}
-
+    return {name: tuple(tensor.shape) for name, tensor in _module_tensors(model)}

@@ -3,10 +3,12 @@
 All setups train the same ResNet-32 (same init, SGD recipe, batch 100) on the same images, in
 alternating rounds so machine drift hits all alike; the script prints images/s (median over
 rounds) and ratios. "Ours" is what neve's trainer does: the device-resident uint8 tensor with
-batched crop/flip/normalize, and channels_last. "Authors'" is what their code does: torchvision's
+batched crop/flip/normalize, channels_last, and its --precision auto (bf16 autocast on GPUs and on
+CPUs with native bf16). "Authors'" is what their code does: torchvision's
 CIFAR dataset with RandomCrop(32, 4) + RandomHorizontalFlip + ToTensor + Normalize per image in
-DataLoader workers, default NCHW. A third setup (DataLoader + PIL with channels_last) splits the
-gain into its two causes, and data-only rounds time each pipeline without a model.
+DataLoader workers, default NCHW, fp32 on CPUs (autocast on GPUs). Two more setups (DataLoader +
+PIL with channels_last, in their precision and in ours) split the gain into its three causes, and
+data-only rounds time each pipeline without a model.
 
     python benchmarks/train_throughput.py                    # CPU, synthetic CIFAR-10 folder
     python benchmarks/train_throughput.py --device cuda --data-root data   # real CIFAR-10 on a GPU
@@ -29,6 +31,7 @@ from neve.data import load_data, write_synthetic_cifar
 from neve.data.cifar import CIFAR_STATS, torchvision_cifar
 from neve.methods import make_optimizer
 from neve.models import create_model
+from neve.precision import autocast_dtype
 
 
 def parse_args() -> argparse.Namespace:
@@ -70,7 +73,7 @@ def theirs(loader: DataLoader, device: torch.device) -> Iterator[tuple[torch.Ten
 
 
 def images_per_second(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], model: torch.nn.Module | None,
-                      steps: int, device: torch.device, channels_last: bool) -> float:
+                      steps: int, device: torch.device, channels_last: bool, dtype: torch.dtype | None) -> float:
     """Training steps per second x batch size; with ``model=None`` only the data pipeline is timed."""
     optimizer = make_optimizer(model, "sgd", lr=0.1, momentum=0.9, weight_decay=5e-4) if model else None
 
@@ -80,7 +83,7 @@ def images_per_second(batches: Iterator[tuple[torch.Tensor, torch.Tensor]], mode
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             loss = F.cross_entropy(model(images), labels)
         loss.backward()
         optimizer.step()
@@ -117,37 +120,46 @@ def main() -> None:
             write_synthetic_cifar(root, "cifar10", n_train=args.n_train, n_test=100, seed=0)
         ours_batches = ours(root, device)
         pil_batches = theirs(pil_loader(root, args.workers, device), device)
-        # name -> (batches, model or None for data only, channels_last)
+        ours_dtype = autocast_dtype(device, "auto")  # what the trainer uses on this machine
+        authors_dtype = torch.bfloat16 if device.type == "cuda" else None  # their code: amp on GPUs only
+        # name -> (batches, model or None for data only, channels_last, autocast dtype)
         setups = {
-            OURS: (ours_batches, resnet32(device, True), True),
-            AUTHORS: (pil_batches, resnet32(device, False), False),
-            PIL_CL: (pil_batches, resnet32(device, True), True),
-            "data only: ours": (ours_batches, None, False),
-            "data only: PIL": (pil_batches, None, False),
+            OURS: (ours_batches, resnet32(device, True), True, ours_dtype),
+            AUTHORS: (pil_batches, resnet32(device, False), False, authors_dtype),
+            PIL_CL: (pil_batches, resnet32(device, True), True, authors_dtype),
+            PIL_CL_OURS_PRECISION: (pil_batches, resnet32(device, True), True, ours_dtype),
+            "data only: ours": (ours_batches, None, False, None),
+            "data only: PIL": (pil_batches, None, False, None),
         }
         rates: dict[str, list[float]] = {name: [] for name in setups}
         for round_index in range(args.rounds):
-            for name, (batches, model, channels_last) in setups.items():
+            for name, (batches, model, channels_last, dtype) in setups.items():
                 steps = args.batches if model is not None else 3 * args.batches
-                rates[name].append(images_per_second(batches, model, steps, device, channels_last))
-                print(f"round {round_index + 1}: {name:34s} {rates[name][-1]:10.1f} images/s", flush=True)
+                rates[name].append(images_per_second(batches, model, steps, device, channels_last, dtype))
+                print(f"round {round_index + 1}: {name:46s} {rates[name][-1]:10.1f} images/s", flush=True)
 
     def ratio(a: str, b: str) -> float:
         return median(x / y for x, y in zip(rates[a], rates[b], strict=True))
 
     print(f"\ndevice {device} ({torch.get_num_threads()} threads), ResNet-32, batch 100, "
           f"{args.workers} DataLoader workers; medians of {args.rounds} alternating rounds")
+    precision = "bf16 autocast" if ours_dtype else "fp32"
+    print(f"training precision of neve's trainer here: {precision} (--precision auto)")
     for name in setups:
-        print(f"  {name:34s} {median(rates[name]):10.1f} images/s")
-    print(f"ratio ours / authors' pipeline       {ratio(OURS, AUTHORS):6.2f}x   (target >= 1.5 on CPU)")
-    print(f"  of which data pipeline alone       {ratio(OURS, PIL_CL):6.2f}x   (both channels_last)")
-    print(f"  of which channels_last alone       {ratio(PIL_CL, AUTHORS):6.2f}x   (both DataLoader + PIL)")
-    print(f"data pipeline only, ours / PIL       {ratio('data only: ours', 'data only: PIL'):6.2f}x")
+        print(f"  {name:46s} {median(rates[name]):10.1f} images/s")
+    print(f"ratio ours / authors' epoch            {ratio(OURS, AUTHORS):6.2f}x   (target >= 1.5 on CPU)")
+    print(f"  data pipeline alone                  {ratio(OURS, PIL_CL_OURS_PRECISION):6.2f}x   "
+          "(same layout and precision)")
+    print(f"  channels_last alone                  {ratio(PIL_CL, AUTHORS):6.2f}x   (both DataLoader + PIL)")
+    print(f"  precision alone                      {ratio(PIL_CL_OURS_PRECISION, PIL_CL):6.2f}x   "
+          "(both DataLoader + PIL, channels_last)")
+    print(f"data pipeline only, ours / PIL         {ratio('data only: ours', 'data only: PIL'):6.2f}x")
 
 
-OURS = "ours: tensor pipeline, channels_last"
-AUTHORS = "authors': DataLoader+PIL, NCHW"
+OURS = "ours: tensor pipeline, channels_last"  # and the trainer's --precision auto
+AUTHORS = "authors': DataLoader+PIL, NCHW"  # fp32 on CPU, bf16 autocast on GPU
 PIL_CL = "DataLoader+PIL, channels_last"
+PIL_CL_OURS_PRECISION = "DataLoader+PIL, channels_last, our precision"
 
 
 if __name__ == "__main__":

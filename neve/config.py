@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from neve.controller import check_alpha, check_epsilon, check_patience
+from neve.precision import PRECISIONS
 from neve.recipes import OPTIMIZER_DEFAULT_LR, recipe_for
 
 AUX_KINDS = ("gaussian", "val", "train")
 STOP_MODES = ("halt", "mark")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 #: Fields that may change between a run and its resume (where it runs, how it logs).
-RESUMABLE_FIELDS = {"out", "wandb", "device", "num_workers", "download", "data_root", "progress"}
+RESUMABLE_FIELDS = {"out", "wandb", "device", "precision", "num_workers", "download", "data_root", "progress"}
 
 
 @dataclass
@@ -50,6 +51,7 @@ class RunConfig:
     # Data.
     aux: str = "gaussian"
     aux_size: int = 100
+    aux_batch_size: int = 16
     holdout: float = 0.0
     label_noise: float = 0.0
     data_root: str = "data"
@@ -59,6 +61,7 @@ class RunConfig:
     out: str | None = None
     wandb: str = "auto"
     device: str = "auto"
+    precision: str = "auto"
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -93,12 +96,16 @@ class RunConfig:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.stop not in STOP_MODES:
             raise ValueError(f"--stop must be one of {STOP_MODES}, got {self.stop!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.wandb not in WANDB_MODES:
             raise ValueError(f"--wandb must be one of {WANDB_MODES}, got {self.wandb!r}")
         if self.aux not in AUX_KINDS and not self.aux.startswith("folder:"):
             raise ValueError(f"--aux must be gaussian, val, train or folder:PATH, got {self.aux!r}")
         if self.aux_size < 1:
             raise ValueError(f"--aux-size must be >= 1, got {self.aux_size}")
+        if self.aux_batch_size < 1:
+            raise ValueError(f"--aux-batch-size must be >= 1, got {self.aux_batch_size}")
         if self.aux == "val" and not self.holdout:
             raise ValueError("--aux val measures velocity on held-out images: pass --holdout too (e.g. 0.1)")
         if self.holdout < 0 or (self.holdout >= 1 and float(self.holdout) != int(self.holdout)):

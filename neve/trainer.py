@@ -28,6 +28,7 @@ from neve.data import DataSplits, load_data
 from neve.io import atomic_torch_save
 from neve.methods import Decision, EpochResult, Policy, Stepper, method_class
 from neve.models import create_model
+from neve.precision import autocast_dtype
 from neve.records import RunLog
 from neve.summary import summarize
 from neve.velocity import VelocityMonitor
@@ -105,8 +106,9 @@ class Trainer:
         self.config = config.resolved()
         self.run_dir = Path(self.config.out)
         self.device = pick_device(self.config.device)
-        # bf16 autocast speeds up training on GPUs; never used for velocity (the monitor turns it off).
-        self.autocast_dtype = torch.bfloat16 if self.device.type == "cuda" else None
+        # bf16 autocast where the hardware has it (GPUs, CPUs with AVX512-BF16/AMX); never for velocity,
+        # which the monitor measures with autocast off.
+        self.autocast_dtype = autocast_dtype(self.device, self.config.precision)
 
     # ----------------------------------------------------------------------------------------- run
     def run(self) -> dict[str, Any]:
@@ -133,7 +135,7 @@ class Trainer:
             model.load_state_dict(checkpoint["model"])
         policy = policy_cls(c)
         stepper = policy.build_stepper(model)
-        monitor = VelocityMonitor(model, build_aux(c, data), mu=c.mu)
+        monitor = VelocityMonitor(model, build_aux(c, data), mu=c.mu, batch_size=c.aux_batch_size)
         records: list[dict[str, Any]] = []
         start_epoch, wandb_id = 0, None
         if checkpoint:

@@ -44,7 +44,7 @@ def test_each_method_runs_and_records_every_column(tmp_path: Path, method: str) 
 
 
 def test_baseline_follows_the_recipe_milestones(tmp_path: Path) -> None:
-    _, records = run(tmp_path, method="baseline", epochs=4, milestones=(2, 3))
+    _, records = run(tmp_path, method="baseline", epochs=4, milestones=(2, 3), precision="fp32")
     assert [r["lr"] for r in records] == pytest.approx([0.05, 0.05, 0.005, 0.0005])
     assert [r["lr_reduced"] for r in records] == [0, 1, 1, 0]
 
@@ -177,3 +177,12 @@ def test_imagenet100_trains_through_the_dataloader_path(tmp_path: Path) -> None:
     assert [r["epoch"] for r in records] == [1, 2]
     assert records[1]["prediction_changes"] is not None  # sample indices flow through the DataLoader path
     assert summary["finished"]
+
+
+def test_the_aux_batch_size_changes_the_cost_not_the_velocity(tmp_path: Path) -> None:
+    _, small = run(tmp_path, name="small", epochs=2, aux_batch_size=3)
+    _, whole = run(tmp_path, name="whole", epochs=2, aux_batch_size=16)
+    assert [r["test_acc"] for r in small] == [r["test_acc"] for r in whole]
+    assert [r["model_velocity"] for r in small] == pytest.approx([r["model_velocity"] for r in whole], rel=1e-6)
+    with pytest.raises(ValueError, match="--aux-batch-size"):
+        run(tmp_path, name="bad", aux_batch_size=0)

@@ -9,6 +9,7 @@ RNG states and the records so far. A finished run has ``summary.json``.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -114,8 +115,7 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         summary_path = self.run_dir / SUMMARY
         if summary_path.exists():
-            import json
-
+            self._check_same_experiment(json.loads((self.run_dir / "config.json").read_text()), summary_path)
             log.warning("%s is finished (summary.json exists); not running it again", self.run_dir)
             return json.loads(summary_path.read_text())
         checkpoint = self._read_checkpoint()
@@ -251,13 +251,15 @@ class Trainer:
         if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"{path} is not a neve checkpoint of format {CHECKPOINT_FORMAT}; it was left "
                                   "as it is: move it away to start over, or use another --out")
-        differences = config_differences(checkpoint["config"], self.config.to_dict())
-        if differences:
-            details = ", ".join(f"{k}: {checkpoint['config'].get(k)!r} -> {getattr(self.config, k, None)!r}"
-                                for k in differences)
-            raise CheckpointError(f"{path} belongs to a different run ({details}). It was left as it is: "
-                                  "rerun with the same options to resume, or choose another --out")
+        self._check_same_experiment(checkpoint["config"], path)
         return checkpoint
+
+    def _check_same_experiment(self, saved: dict[str, Any], path: Path) -> None:
+        differences = config_differences(saved, self.config.to_dict())
+        if differences:
+            details = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(self.config, k, None)!r}" for k in differences)
+            raise CheckpointError(f"{path} belongs to a different run ({details}). It was left as it is: "
+                                  "rerun with the same options, or choose another --out")
 
 
 def _holdout(value: float) -> float | int:

@@ -74,6 +74,9 @@ def test_a_finished_run_is_not_run_again(tmp_path: Path) -> None:
     again, _ = run(tmp_path, epochs=1)
     assert again == first
     assert (tmp_path / "run" / "records.csv").read_text() == csv_before
+    with pytest.raises(CheckpointError, match="epochs: 1 -> 2"):  # a finished run with other options
+        run(tmp_path, epochs=2)
+    assert (tmp_path / "run" / "records.csv").read_text() == csv_before
 
 
 def test_a_corrupt_checkpoint_is_an_error_and_is_left_alone(tmp_path: Path) -> None:

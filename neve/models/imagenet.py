@@ -27,6 +27,7 @@ def resnet50(num_classes: int, in_chans: int = 3, image_size: int = 224) -> nn.M
 
 @register_model("swinv2_tiny")
 def swinv2_tiny(num_classes: int, in_chans: int = 3, image_size: int = 256) -> nn.Module:
+    """SwinV2-T, window 8, with the stochastic depth of the authors' config (drop path 0.2)."""
     import timm
 
     return timm.create_model(
@@ -35,4 +36,5 @@ def swinv2_tiny(num_classes: int, in_chans: int = 3, image_size: int = 256) -> n
         num_classes=num_classes,
         img_size=image_size,
         in_chans=in_chans,
+        drop_path_rate=0.2,
     )

@@ -189,3 +189,19 @@ def test_the_aux_batch_size_changes_the_cost_not_the_velocity(tmp_path: Path) ->
     assert [r["model_velocity"] for r in small] == pytest.approx([r["model_velocity"] for r in whole], rel=1e-6)
     with pytest.raises(ValueError, match="--aux-batch-size"):
         run(tmp_path, name="bad", aux_batch_size=0)
+
+
+def test_a_run_logs_every_epoch_and_its_summary_to_an_offline_wandb_run(tmp_path: Path, monkeypatch) -> None:
+    from test_records import offline_run
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no W&B login of the machine's user is read or written
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    summary, records = run(tmp_path, method="neve", epochs=2, wandb="offline")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    wandb_id = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["wandb_id"]
+    logged = offline_run(tmp_path / "run", wandb_id)
+    history = [row for row in logged["history"] if "epoch" in row]
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert [row["model_velocity"] for row in history] == pytest.approx([r["model_velocity"] for r in records])
+    assert logged["config"]["method"] == config["method"] == "neve"
+    assert logged["summary"]["final_test_acc"] == summary["final_test_acc"]

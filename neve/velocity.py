@@ -242,20 +242,21 @@ class VelocityMonitor:
                 if not isinstance(output, Tensor):
                     raise TypeError(f"module {name!r} returns {type(output).__name__}, not a tensor; "
                                     "choose other modules with modules=")
+                per_neuron = output.detach().float().movedim(dim, 0).reshape(output.shape[dim], -1)
                 if not replaying:
-                    # A copy, in the output's own memory format: a later in-place op of the forward
-                    # (ReLU(inplace=True)) must not change it.
-                    current[name].append(output.detach().float().clone())
+                    if per_neuron.untyped_storage().data_ptr() == output.untyped_storage().data_ptr():
+                        # reshape gave a view (2-D Linear output, batch of 1, channels_last): copy it, or
+                        # an in-place op later in the forward (ReLU(inplace=True)) would change it
+                        per_neuron = per_neuron.clone()
+                    current[name].append(per_neuron)
                     return
-                now, before = current[name].pop(0), output.detach().float()
-                others = [d for d in range(output.dim()) if d != dim % output.dim()]  # all but the neurons
-                batch = [(now * before).sum(others, dtype=torch.float64), (now * now).sum(others, dtype=torch.float64),
-                         (before * before).sum(others, dtype=torch.float64)]
+                now = current[name].pop(0)
+                batch = [(now * per_neuron).sum(1), (now * now).sum(1), (per_neuron * per_neuron).sum(1)]
                 if name in sums:
                     for total, part in zip(sums[name], batch, strict=True):
-                        total += part
+                        total += part.double()
                 else:
-                    sums[name] = batch
+                    sums[name] = [part.double() for part in batch]
             return hook
 
         handles = [m.register_forward_hook(hook_for(n, neuron_dim(m))) for n, m in self.modules.items()]

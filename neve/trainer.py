@@ -134,6 +134,7 @@ class Trainer:
         if checkpoint:
             model.load_state_dict(checkpoint["model"])
         policy = policy_cls(c)
+        policy.start_training(data.train.num_samples)
         stepper = policy.build_stepper(model)
         monitor = VelocityMonitor(model, build_aux(c, data), mu=c.mu, batch_size=c.aux_batch_size)
         records: list[dict[str, Any]] = []

@@ -276,3 +276,18 @@ def test_label_noise_rate_and_seed_give_the_same_corrupted_labels() -> None:
     # Clean labels are the default.
     labels, clean_default = _training_labels(seed=0)
     assert torch.equal(labels, clean_default) and torch.equal(clean_default, clean)
+
+
+def test_label_wave_sized_up_front_decides_as_when_it_grows() -> None:
+    config = RunConfig(**FAST, method="labelwave", patience=3, epochs=12).resolved()
+    counts = [None, 10, 8, 8, 9, 3, 5, 3, 4, 0, 1]
+    grown = _scripted_counts(LabelWave(config), counts)
+    sized_policy = LabelWave(config)
+    sized_policy.start_training(24)
+    sized = _scripted_counts(sized_policy, counts)
+    assert len(sized_policy.predictions) == 24
+    assert [(d.stop, d.keep_weights, d.extra) for d in sized] == [(d.stop, d.keep_weights, d.extra) for d in grown]
+    other_size = LabelWave(config)
+    other_size.start_training(30)
+    with pytest.raises(ValueError, match="training samples"):
+        other_size.load_state_dict(sized_policy.state_dict())

@@ -111,6 +111,9 @@ class Policy:
         return Stepper(make_optimizer(model, c.optimizer, lr=c.lr, momentum=c.momentum,
                                       weight_decay=c.weight_decay, betas=tuple(c.betas)))
 
+    def start_training(self, num_train_samples: int) -> None:
+        """Once, before the first training batch (also on resume): how many samples the training set has."""
+
     def start_epoch(self, epoch: int, stepper: Stepper) -> None:
         """Before epoch ``epoch`` (1-based) trains: a schedule sets its lr here."""
 

@@ -45,12 +45,21 @@ class LabelWave(Baseline):
         self.best_epoch: int | None = None
         self.epochs_since_best = 0
         self.stopped = False
+        self.sized = False
+
+    def start_training(self, num_train_samples: int) -> None:
+        # Sized once, so observe_batch never has to read indices back from the GPU.
+        self._grow(num_train_samples, self.predictions.device)
+        self.sized = True
 
     def observe_batch(self, logits: Tensor, labels: Tensor, indices: Tensor) -> None:
         predicted = logits.argmax(1)
-        needed = int(indices.max()) + 1 if indices.numel() else 0
-        if self.predictions.device != predicted.device or len(self.predictions) < needed:
-            self._grow(needed, predicted.device)
+        if self.predictions.device != predicted.device:
+            self._grow(len(self.predictions), predicted.device)
+        if not self.sized:  # used outside the trainer: grow to the largest index seen (a GPU sync per batch)
+            needed = int(indices.max()) + 1 if indices.numel() else 0
+            if len(self.predictions) < needed:
+                self._grow(needed, predicted.device)
         previous = self.predictions[indices]
         seen_before = previous != NO_PREDICTION
         self._changed += (seen_before & (previous != predicted)).sum()
@@ -86,6 +95,9 @@ class LabelWave(Baseline):
                 "stopped": self.stopped}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.sized and len(state["predictions"]) != len(self.predictions):
+            raise ValueError(f"this Label Wave state tracks {len(state['predictions'])} training samples, the "
+                             f"training set has {len(self.predictions)}; resume with the same data and --holdout")
         self.predictions = state["predictions"].clone()
         self._changed = torch.zeros((), dtype=torch.int64, device=self.predictions.device)
         self._compared = torch.zeros((), dtype=torch.int64, device=self.predictions.device)

@@ -66,7 +66,22 @@ def read_manifest(folder: str | Path) -> dict[str, Any] | None:
 
 
 # --------------------------------------------------------------------------------------------- streams
-class TrainStream(ABC):
+class Stream(ABC):
+    """Labelled samples served in batches of ``batch_size``; the last, partial batch is kept."""
+
+    batch_size: int
+    labels: Tensor  # CPU int64, one per sample
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.labels.numel())
+
+    def __len__(self) -> int:
+        """Batches per pass over the samples."""
+        return math.ceil(self.num_samples / self.batch_size)
+
+
+class TrainStream(Stream):
     """The training part of a dataset (after holdout removal and label noise).
 
     ``batches(epoch)`` yields ``(images, labels, indices)``: images float32 normalized on the device,
@@ -74,35 +89,16 @@ class TrainStream(ABC):
     also on the device. ``labels`` / ``clean_labels`` are CPU int64 tensors of length ``num_samples``.
     """
 
-    batch_size: int
     seed: int
-    labels: Tensor
     clean_labels: Tensor
-
-    @property
-    def num_samples(self) -> int:
-        return int(self.labels.numel())
-
-    def __len__(self) -> int:
-        """Batches per epoch; the last, partial batch is kept."""
-        return math.ceil(self.num_samples / self.batch_size)
 
     @abstractmethod
     def batches(self, epoch: int) -> Iterator[Batch]: ...
 
 
-class EvalStream(ABC):
-    """Unaugmented, normalized ``(images, labels)`` batches in a fixed order (labels on the device too)."""
-
-    batch_size: int
-    labels: Tensor  # CPU int64, in iteration order
-
-    @property
-    def num_samples(self) -> int:
-        return int(self.labels.numel())
-
-    def __len__(self) -> int:
-        return math.ceil(self.num_samples / self.batch_size)
+class EvalStream(Stream):
+    """Unaugmented, normalized ``(images, labels)`` batches in a fixed order (labels on the device too);
+    ``labels`` is in iteration order."""
 
     @abstractmethod
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]: ...

@@ -21,13 +21,6 @@ from neve.precision import PRECISIONS
 from neve.recipes import RECIPES
 
 
-def _holdout(text: str) -> float:
-    value = float(text)
-    if value >= 1 and value != int(value):
-        raise argparse.ArgumentTypeError(f"--holdout is a fraction in [0, 1) or a whole count, got {text}")
-    return value
-
-
 def _milestones(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.split(",") if part)
@@ -77,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--aux-batch-size", type=int, default=16,
                       help="aux images per pass when measuring velocity: memory grows with it, time per "
                            "measurement shrinks (on a GPU with a small model, 100 is ~4x faster)")
-    data.add_argument("--holdout", type=_holdout, default=0.0,
+    data.add_argument("--holdout", type=float, default=0.0,
                       help="training images held out for validation: a fraction (0.1) or a count")
     data.add_argument("--label-noise", type=float, default=0.0,
                       help="symmetric label-noise rate on the training labels (Label Wave setting: 0.4)")

@@ -52,7 +52,7 @@ class RunConfig:
     aux: str = "gaussian"
     aux_size: int = 100
     aux_batch_size: int = 16
-    holdout: float = 0.0
+    holdout: float | int = 0.0
     label_noise: float = 0.0
     data_root: str = "data"
     download: bool = True
@@ -80,6 +80,8 @@ class RunConfig:
             values["stop_patience"] = 2 * self.patience
         if values["out"] is None:
             values["out"] = str(Path("runs") / default_run_name(self))
+        if values["holdout"] >= 1 and float(values["holdout"]).is_integer():
+            values["holdout"] = int(values["holdout"])  # a count of images, not a fraction
         values["milestones"] = tuple(values["milestones"])
         values["betas"] = tuple(values["betas"])
         config = RunConfig(**values)
@@ -115,18 +117,6 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown config fields {sorted(unknown)}")
-        values = dict(values)
-        for name in ("milestones", "betas"):
-            if values.get(name) is not None:
-                values[name] = tuple(values[name])
-        return cls(**values)
 
 
 def default_run_name(config: RunConfig) -> str:

@@ -130,7 +130,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_records(tmp_path: Path, m
 def test_bad_options_give_clear_errors_from_the_command_line(tmp_path: Path) -> None:
     for args, message in [(["--alpha", "1.5"], "alpha"), (["--epsilon", "-1"], "epsilon"),
                           (["--method", "vloss"], "--holdout"), (["--aux", "val"], "--holdout"),
-                          (["--label-noise", "1.2"], "label-noise")]:
+                          (["--label-noise", "1.2"], "label-noise"), (["--holdout", "1.5"], "--holdout")]:
         process = cli("--dataset", "digits", "--model", "resnet8", "--out", str(tmp_path / "x"), "--wandb",
                       "disabled", *args)
         _, err = process.communicate()

@@ -61,25 +61,18 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": _numpy_state(), "torch": torch.get_rng_state()}
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _numpy_state() -> tuple[Any, ...]:
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return kind, keys.tolist(), int(pos), int(has_gauss), float(cached)
 
 
 def build_aux(config: RunConfig, data: DataSplits) -> Tensor:
@@ -125,7 +118,7 @@ class Trainer:
             raise ValueError(f"method {c.method!r} needs a validation split: pass --holdout 0.1 (or 0.3)")
 
         seed_everything(c.seed)
-        data = load_data(c.dataset, c.data_root, batch_size=c.batch_size, holdout=_holdout(c.holdout),
+        data = load_data(c.dataset, c.data_root, batch_size=c.batch_size, holdout=c.holdout,
                          label_noise=c.label_noise, seed=c.seed, device=self.device, download=c.download,
                          num_workers=c.num_workers, image_size=c.image_size)
         model = create_model(c.model, data.num_classes, in_chans=data.image_shape[0],
@@ -261,10 +254,6 @@ class Trainer:
             details = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(self.config, k, None)!r}" for k in differences)
             raise CheckpointError(f"{path} belongs to a different run ({details}). It was left as it is: "
                                   "rerun with the same options, or choose another --out")
-
-
-def _holdout(value: float) -> float | int:
-    return int(value) if value >= 1 else value
 
 
 def _halted(record: dict[str, Any], config: RunConfig) -> bool:

@@ -212,15 +212,18 @@ class Trainer:
     @torch.no_grad()
     def _evaluate(self, model: nn.Module, stream: Any) -> EvalMetrics:
         model.eval()
-        loss_sum, correct, seen = 0.0, 0, 0
+        # Summed on the device, read once: no GPU sync per batch.
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        correct = torch.zeros((), device=self.device, dtype=torch.int64)
+        seen = 0
         for images, labels in stream:
             images = images.contiguous(memory_format=torch.channels_last)
             with self._autocast():
                 logits = model(images)
-            loss_sum += float(F.cross_entropy(logits.float(), labels, reduction="sum"))
-            correct += int((logits.argmax(1) == labels).sum())
+            loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum").double()
+            correct += (logits.argmax(1) == labels).sum()
             seen += labels.numel()
-        return EvalMetrics(loss_sum / seen, correct / seen)
+        return EvalMetrics(float(loss_sum) / seen, float(correct) / seen)
 
     # ---------------------------------------------------------------------------------- checkpoint
     def _write_checkpoint(self, epoch: int, model: nn.Module, stepper: Stepper, policy: Policy,

@@ -15,7 +15,18 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from neve.config import AUX_KINDS, STOP_MODES, WANDB_MODES, RunConfig
+from neve.config import (
+    AUX_KINDS,
+    AUX_NOISES,
+    FIDELITIES,
+    PLATEAU_RULES,
+    RESNET_VARIANTS,
+    STOP_MODES,
+    VELOCITY_FORMS,
+    VELOCITY_SETS,
+    WANDB_MODES,
+    RunConfig,
+)
 from neve.methods import METHODS
 from neve.precision import PRECISIONS
 from neve.recipes import RECIPES
@@ -27,6 +38,10 @@ def _milestones(text: str) -> tuple[int, ...]:
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"--milestones takes comma-separated epochs, e.g. 100,150; got {text}") \
             from error
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part for part in text.split(",") if part)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +78,26 @@ def build_parser() -> argparse.ArgumentParser:
                         help="halt at the method's stop, or mark it and train the whole budget")
     method.add_argument("--stop-patience", type=int, help="vloss: epochs without a new best (default 2*patience)")
 
+    fidelity = parser.add_argument_group(
+        "fidelity: the paper's text or the authors' code (each option below defaults to what --fidelity sets)")
+    fidelity.add_argument("--fidelity", default="paper", choices=FIDELITIES,
+                          help="paper: follow the paper's text (default); code: reproduce what the authors' code "
+                               "ran, the setting that produced the paper's tables")
+    fidelity.add_argument("--velocity-form", choices=VELOCITY_FORMS,
+                          help="paper: v = |(1 - rho) - mu v_prev| (eq. 2); signed: the authors' recursion without "
+                               "the absolute value, |v| only when averaging")
+    fidelity.add_argument("--aux-noise", choices=AUX_NOISES,
+                          help="Gaussian aux images: normal = N(0, 1); uint8 = the authors' randn through "
+                               "ToPILImage/ToTensor (x255, wrapped to uint8, /255: ~uniform in [0, 1])")
+    fidelity.add_argument("--plateau-rule", choices=PLATEAU_RULES,
+                          help="code: skip the plateau step when D == 0 exactly and never cut the lr below 1e-8")
+    fidelity.add_argument("--resnet-variant", choices=RESNET_VARIANTS,
+                          help="CIFAR ResNets: paper = option-A zero channels on both sides, Kaiming fan-in; "
+                               "code = zero channels appended after the input's, Kaiming fan-out")
+    fidelity.add_argument("--test-augmentation", action=argparse.BooleanOptionalAction, default=None,
+                          help="evaluate the test set with the training augmentation (the authors' Label Wave "
+                               "loader; default: only for labelwave under --fidelity code)")
+
     data = parser.add_argument_group("data")
     data.add_argument("--aux", default="gaussian",
                       help=f"aux set for velocity: {', '.join(AUX_KINDS)} or folder:PATH (default gaussian)")
@@ -70,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--aux-batch-size", type=int, default=16,
                       help="aux images per pass when measuring velocity: memory grows with it, time per "
                            "measurement shrinks (on a GPU with a small model, 100 is ~4x faster)")
+    data.add_argument("--velocity-sets", type=_names, default=(),
+                      help=f"also record velocity on these real sets each epoch ({','.join(VELOCITY_SETS)}; Fig. 7)")
     data.add_argument("--holdout", type=float, default=0.0,
                       help="training images held out for validation: a fraction (0.1) or a count")
     data.add_argument("--label-noise", type=float, default=0.0,
@@ -80,9 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--num-workers", type=int, default=4, help="DataLoader workers (ImageNet-100)")
 
     where = parser.add_argument_group("where and how")
-    where.add_argument("--out", help="run folder (default runs/<dataset>-<model>-<method>-s<seed>)")
+    where.add_argument("--out", help="run folder (default runs/<dataset>-<model>-<method>[-...]-s<seed>-<config "
+                                     "hash>: the same config is always the same folder)")
     where.add_argument("--wandb", default="auto", choices=WANDB_MODES,
                        help="auto: online when logged in to W&B, offline otherwise")
+    where.add_argument("--wandb-group", help="W&B group of the run (sweeps use the experiment's name)")
     where.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     where.add_argument("--precision", default="auto", choices=PRECISIONS,
                        help="training precision: auto = bf16 autocast on GPUs and on CPUs with native bf16 "

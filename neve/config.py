@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,10 +14,28 @@ from neve.precision import PRECISIONS
 from neve.recipes import OPTIMIZER_DEFAULT_LR, recipe_for
 
 AUX_KINDS = ("gaussian", "val", "train")
+#: Extra sets whose velocity is recorded each epoch beside the aux set's (Fig. 7): ``velocity_<set>`` columns.
+VELOCITY_SETS = ("train", "val")
 STOP_MODES = ("halt", "mark")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
-#: Fields that may change between a run and its resume (where it runs, how it logs).
-RESUMABLE_FIELDS = {"out", "wandb", "device", "precision", "num_workers", "download", "data_root", "progress"}
+#: Fields that may change between a run and its resume (where it runs, how it logs, how fast it goes);
+#: they are not part of a run's identity (its folder name).
+RESUMABLE_FIELDS = {"out", "wandb", "device", "precision", "num_workers", "download", "data_root", "progress",
+                    "wandb_group"}
+
+#: ``--fidelity``: follow the paper's text, or reproduce what the authors' code did (spec section 6).
+FIDELITIES = ("paper", "code")
+#: What each fidelity sets, for every field the user left unset (None). Each is also its own option.
+FIDELITY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "paper": {"velocity_form": "paper", "aux_noise": "normal", "plateau_rule": "paper", "resnet_variant": "paper",
+              "test_augmentation": False},
+    "code": {"velocity_form": "signed", "aux_noise": "uint8", "plateau_rule": "code", "resnet_variant": "code",
+             "test_augmentation": None},  # None: the authors' Label Wave loader only (resolved per method)
+}
+VELOCITY_FORMS = ("paper", "signed")
+AUX_NOISES = ("normal", "uint8")
+PLATEAU_RULES = ("paper", "code")
+RESNET_VARIANTS = ("paper", "code")
 
 
 @dataclass
@@ -48,10 +68,18 @@ class RunConfig:
     mu: float = 0.5
     stop: str = "halt"
     stop_patience: int | None = None
+    # Fidelity (spec section 6): None -> what ``fidelity`` sets.
+    fidelity: str = "paper"
+    velocity_form: str | None = None
+    aux_noise: str | None = None
+    plateau_rule: str | None = None
+    resnet_variant: str | None = None
+    test_augmentation: bool | None = None
     # Data.
     aux: str = "gaussian"
     aux_size: int = 100
     aux_batch_size: int = 16
+    velocity_sets: tuple[str, ...] = ()
     holdout: float | int = 0.0
     label_noise: float = 0.0
     data_root: str = "data"
@@ -63,6 +91,8 @@ class RunConfig:
     device: str = "auto"
     precision: str = "auto"
     progress: bool = True
+    #: W&B group (a sweep sets it to the experiment's name).
+    wandb_group: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def resolved(self) -> RunConfig:
@@ -78,14 +108,22 @@ class RunConfig:
             values["lr"] = OPTIMIZER_DEFAULT_LR.get(values["optimizer"], recipe.lr) if changed_optimizer else recipe.lr
         if values["stop_patience"] is None:
             values["stop_patience"] = 2 * self.patience
-        if values["out"] is None:
-            values["out"] = str(Path("runs") / default_run_name(self))
+        if values["fidelity"] not in FIDELITIES:
+            raise ValueError(f"--fidelity must be one of {FIDELITIES}, got {values['fidelity']!r}")
+        for name, value in FIDELITY_DEFAULTS[values["fidelity"]].items():
+            if values[name] is None:
+                values[name] = value
+        if values["test_augmentation"] is None:  # the authors' Label Wave loader augmented the test set
+            values["test_augmentation"] = values["method"] == "labelwave"
         if values["holdout"] >= 1 and float(values["holdout"]).is_integer():
             values["holdout"] = int(values["holdout"])  # a count of images, not a fraction
         values["milestones"] = tuple(values["milestones"])
         values["betas"] = tuple(values["betas"])
+        values["velocity_sets"] = tuple(values["velocity_sets"])
         config = RunConfig(**values)
         config.check()
+        if config.out is None:
+            config.out = str(Path("runs") / run_name(config))
         return config
 
     def check(self) -> None:
@@ -114,20 +152,50 @@ class RunConfig:
             raise ValueError(f"--holdout is a fraction in [0, 1) or a whole count of images, got {self.holdout}")
         if not 0.0 <= self.label_noise < 1.0:
             raise ValueError(f"--label-noise must be in [0, 1), got {self.label_noise}")
+        for name, allowed in (("velocity_form", VELOCITY_FORMS), ("aux_noise", AUX_NOISES),
+                              ("plateau_rule", PLATEAU_RULES), ("resnet_variant", RESNET_VARIANTS)):
+            value = getattr(self, name)
+            if value is not None and value not in allowed:
+                raise ValueError(f"--{name.replace('_', '-')} must be one of {allowed}, got {value!r}")
+        unknown = [s for s in self.velocity_sets if s not in VELOCITY_SETS]
+        if unknown:
+            raise ValueError(f"--velocity-sets takes {', '.join(VELOCITY_SETS)}; got {', '.join(unknown)}")
+        if "val" in self.velocity_sets and not self.holdout:
+            raise ValueError("--velocity-sets val measures velocity on held-out images: pass --holdout too")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def default_run_name(config: RunConfig) -> str:
+def run_identity(config: RunConfig) -> dict[str, Any]:
+    """What makes a run the training it is: the resolved config without where and how it runs."""
+    values = _normal(config.to_dict())
+    return {name: value for name, value in values.items() if name not in RESUMABLE_FIELDS}
+
+
+def run_id(config: RunConfig) -> str:
+    """8 hex digits of a hash of :func:`run_identity`: equal configs, equal ids; any difference, another id."""
+    text = json.dumps(run_identity(config), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+
+
+def run_name(config: RunConfig) -> str:
+    """A resolved run's folder name: readable parts, the seed, and the hash that makes it unique.
+
+    e.g. ``cifar100-resnet32-neve-code-s3-1f0c9a2e``. Every sweep and the command line derive the folder from
+    the config alone, so the same training is always the same folder, shared by every experiment reading it.
+    """
     parts = [config.dataset, config.model, config.method]
     if config.holdout:
         parts.append(f"holdout{config.holdout:g}")
     if config.label_noise:
         parts.append(f"noise{config.label_noise:g}")
-    if config.optimizer:
+    recipe = recipe_for(config.dataset, config.model)
+    if config.optimizer and config.optimizer != recipe.optimizer:
         parts.append(config.optimizer)
-    return "-".join(parts) + f"-s{config.seed}"
+    if config.fidelity != "paper":
+        parts.append(config.fidelity)
+    return "-".join(parts) + f"-s{config.seed}-{run_id(config)}"
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -137,4 +205,6 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
 
 
 def _normal(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple | list) else value
+    if isinstance(value, dict):
+        return {key: _normal(item) for key, item in value.items()}
+    return [_normal(item) for item in value] if isinstance(value, tuple | list) else value

@@ -89,11 +89,13 @@ class RunLog:
         run_name: str | None = None,
         records: list[dict] | None = None,
         wandb_id: str | None = None,
+        group: str | None = None,
     ):
         self.run_dir = Path(run_dir)
         self.config = config
         self.records: list[dict] = [dict(record) for record in records or []]
         self.wandb_id = wandb_id
+        self.group = group
         self.wandb_mode = resolve_wandb_mode(wandb_mode)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.run_dir / "config.json", _json_safe(config))
@@ -115,6 +117,7 @@ class RunLog:
             return wandb.init(
                 project=project,
                 name=run_name,
+                group=self.group,
                 config=_json_safe(self.config),
                 dir=self.run_dir,
                 id=self.wandb_id,

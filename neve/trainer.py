@@ -130,27 +130,32 @@ class Trainer:
         policy.start_training(data.train.num_samples)
         stepper = policy.build_stepper(model)
         monitor = VelocityMonitor(model, build_aux(c, data), mu=c.mu, batch_size=c.aux_batch_size)
+        # Fig. 7: the same velocity measured on real training / validation images, recorded beside the aux set's.
+        set_monitors = {name: VelocityMonitor(model, data.aux_images(name, c.aux_size, seed=c.seed), mu=c.mu,
+                                              batch_size=c.aux_batch_size) for name in c.velocity_sets}
         records: list[dict[str, Any]] = []
         start_epoch, wandb_id = 0, None
         if checkpoint:
             stepper.load_state_dict(checkpoint["stepper"])
             policy.load_state_dict(checkpoint["policy"])
             monitor.load_state_dict(checkpoint["monitor"])
+            for name, set_monitor in set_monitors.items():
+                set_monitor.load_state_dict(checkpoint["set_monitors"][name])
             set_rng_state(checkpoint["rng"])
             records, start_epoch, wandb_id = checkpoint["records"], checkpoint["epoch"], checkpoint["wandb_id"]
             log.info("resuming %s after epoch %d", self.run_dir, start_epoch)
 
         runlog = RunLog(self.run_dir, c.to_dict(), wandb_mode=c.wandb, run_name=self.run_dir.name,
-                        records=records, wandb_id=wandb_id)
+                        records=records, wandb_id=wandb_id, group=c.wandb_group)
         finished_early = bool(records) and _halted(records[-1], c)
         for epoch in range(start_epoch + 1, c.epochs + 1):
             if finished_early:
                 break
-            record, decision = self._epoch(epoch, model, data, policy, stepper, monitor)
+            record, decision = self._epoch(epoch, model, data, policy, stepper, monitor, set_monitors)
             if decision.keep_weights:
                 atomic_torch_save(self.run_dir / KEPT_MODEL, {"epoch": epoch, "model": model.state_dict()})
             runlog.log(record)
-            self._write_checkpoint(epoch, model, stepper, policy, monitor, runlog)
+            self._write_checkpoint(epoch, model, stepper, policy, monitor, set_monitors, runlog)
             finished_early = _halted(record, c)
         summary = summarize(runlog.records, c.to_dict())
         atomic_torch_save(self.run_dir / "model.pt", model.state_dict())
@@ -159,7 +164,8 @@ class Trainer:
 
     # --------------------------------------------------------------------------------------- epoch
     def _epoch(self, epoch: int, model: nn.Module, data: DataSplits, policy: Policy, stepper: Stepper,
-               monitor: VelocityMonitor) -> tuple[dict[str, Any], Decision]:
+               monitor: VelocityMonitor, set_monitors: dict[str, VelocityMonitor],
+               ) -> tuple[dict[str, Any], Decision]:
         started = time.perf_counter()
         policy.start_epoch(epoch, stepper)
         lr = stepper.lr
@@ -167,13 +173,14 @@ class Trainer:
         val = self._evaluate(model, data.val) if data.val is not None else None
         test = self._evaluate(model, data.test)
         report = monitor.measure()
+        set_velocities = {f"velocity_{name}": m.measure().model_velocity for name, m in set_monitors.items()}
         result = EpochResult(epoch, train.loss, train.acc, test.loss, test.acc,
                              val.loss if val else None, val.acc if val else None, report)
         decision = policy.end_epoch(result, stepper)
         record: dict[str, Any] = {
             "epoch": epoch, "lr": lr, "train_loss": train.loss, "train_acc": train.acc,
             "val_loss": result.val_loss, "val_acc": result.val_acc, "test_loss": test.loss, "test_acc": test.acc,
-            "model_velocity": report.model_velocity, "velocity_change": report.velocity_change,
+            "model_velocity": report.model_velocity, "velocity_change": report.velocity_change, **set_velocities,
             "lr_reduced": int(decision.lr_reduced), "neve_stop": int(report.model_velocity < self.config.epsilon),
             "method_stop": int(decision.stop), "kept_weights": int(decision.keep_weights),
             **decision.extra, **stepper.record(),
@@ -227,11 +234,14 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------- checkpoint
     def _write_checkpoint(self, epoch: int, model: nn.Module, stepper: Stepper, policy: Policy,
-                          monitor: VelocityMonitor, runlog: RunLog) -> None:
+                          monitor: VelocityMonitor, set_monitors: dict[str, VelocityMonitor],
+                          runlog: RunLog) -> None:
         atomic_torch_save(self.run_dir / CHECKPOINT, {
             "format": CHECKPOINT_FORMAT, "config": self.config.to_dict(), "epoch": epoch,
             "model": model.state_dict(), "stepper": stepper.state_dict(), "policy": policy.state_dict(),
-            "monitor": monitor.state_dict(), "rng": rng_state(), "records": runlog.records,
+            "monitor": monitor.state_dict(),
+            "set_monitors": {name: m.state_dict() for name, m in set_monitors.items()},
+            "rng": rng_state(), "records": runlog.records,
             "wandb_id": runlog.wandb_id,
         })
 

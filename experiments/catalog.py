@@ -1,0 +1,399 @@
+"""Every table and figure of the paper as a named experiment: a grid of cells x seeds -> run configs.
+
+An experiment is a plain-Python declaration (a function returning its cells, registered with
+``@experiment``); the sweep runner, the aggregation and the plots never branch on an experiment's name.
+A *cell* is one row of a table or one point/line of a figure: the run options that define it, what the
+paper reports for it, and which summary value is its number. Expanding an experiment over seeds gives
+:class:`PlannedRun` s, each with its resolved :class:`~neve.config.RunConfig` and its run folder.
+
+The run folder is a function of the resolved config alone (``neve.config.run_name``), so experiments that
+need the same training share one run: Table II's CIFAR-100 NeVe runs are also Fig. 5's curves, Fig. 8's SGD
+line, Table I's NeVe (delta = 10) and the code setting of ``paper-vs-code``. Where a figure is read off runs
+that already exist, the experiment says so in ``reads`` and trains nothing new:
+
+- NeVe's lr schedule does not depend on epsilon (the plateau watches the velocity change, not the velocity),
+  and ``--stop mark`` trains the whole budget while recording every epoch's velocity, so the epoch where
+  V < epsilon, and the accuracy there, can be read for any epsilon from one run: Fig. 6 needs no new training.
+- ``--stop mark`` records where NeVe's stop fires and keeps training, so one run gives the accuracy at the
+  stop and after the whole budget (Fig. 5, Fig. 8, the SGD/Adam ablation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from neve.config import RunConfig, run_name
+
+#: Seeds of a paper experiment: the paper reports mean +- std over 10.
+PAPER_SEEDS = 10
+#: Training-set sizes, to turn a held-out fraction into a count of images (Fig. 4a's x axis).
+TRAIN_SET_SIZE = {"cifar10": 50_000, "cifar100": 50_000, "imagenet100": 126_689, "digits": 1_497}
+
+#: Summary fields a cell can report (see ``neve.summary``).
+METRICS = ("final_test_acc", "test_acc_at_stop", "test_acc_at_neve_stop", "test_acc_at_kept",
+           "test_acc_at_best_val")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One row of a table or one point of a figure: the options of its runs and what it reports.
+
+    ``options`` are :class:`RunConfig` fields on top of the experiment's ``defaults``; ``values`` are the
+    coordinates shown in tables, CSVs and plots (``{"method": "V.Loss 30%", "holdout": 0.3}``);
+    ``metric`` is the summary field that is the cell's number; ``paper`` its (mean, std) in the paper.
+    """
+
+    label: str
+    options: dict[str, Any]
+    values: dict[str, Any] = field(default_factory=dict)
+    block: str = ""
+    metric: str = "final_test_acc"
+    paper: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"cell {self.label!r}: metric must be one of {METRICS}, got {self.metric!r}")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A named table or figure: its cells, its defaults, and which runs it reads and why."""
+
+    name: str
+    title: str
+    kind: str  # "table" or "figure"
+    cells: tuple[Cell, ...]
+    reads: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+    seeds: int = PAPER_SEEDS
+    #: Values computed at aggregation, not trained (Fig. 6's epsilons).
+    derived: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+
+    def runs(self, seeds: int | Sequence[int] | None = None, *, runs_dir: str | Path = "runs",
+             overrides: dict[str, Any] | None = None) -> list[PlannedRun]:
+        """Every (cell, seed) as a resolved run. ``overrides`` apply on top of the defaults, but never to an
+        option a cell sets itself (``paper-vs-code`` keeps its fidelities when the sweep asks for another)."""
+        seed_list = _seed_list(self.seeds if seeds is None else seeds)
+        planned = []
+        for cell in self.cells:
+            for seed in seed_list:
+                options = {**self.defaults, **_without(overrides or {}, cell.options), **cell.options, "seed": seed}
+                config = RunConfig(**options).resolved()
+                config = dataclasses.replace(config, out=str(Path(runs_dir) / run_name(config)))
+                planned.append(PlannedRun(self.name, cell, seed, config))
+        return planned
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One training of an experiment: a cell at a seed, with its resolved config and run folder."""
+
+    experiment: str
+    cell: Cell
+    seed: int
+    config: RunConfig
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.config.out)
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+
+ExperimentFactory = Callable[[], Experiment]
+_EXPERIMENTS: dict[str, ExperimentFactory] = {}
+
+
+def experiment(name: str) -> Callable[[ExperimentFactory], ExperimentFactory]:
+    """Register a function returning an :class:`Experiment` under ``name``."""
+
+    def register(factory: ExperimentFactory) -> ExperimentFactory:
+        if name in _EXPERIMENTS:
+            raise ValueError(f"experiment {name!r} is declared twice")
+        _EXPERIMENTS[name] = factory
+        return factory
+
+    return register
+
+
+def experiment_names() -> list[str]:
+    return list(_EXPERIMENTS)
+
+
+def get_experiment(name: str) -> Experiment:
+    if name not in _EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; known: {', '.join(_EXPERIMENTS)} "
+                         "(`python -m experiments.sweep --list` describes each)")
+    built = _EXPERIMENTS[name]()
+    if built.name != name:
+        raise ValueError(f"experiment registered as {name!r} calls itself {built.name!r}")
+    return built
+
+
+def grid(**axes: Iterable[Any]) -> list[dict[str, Any]]:
+    """The cartesian product of named axes, in order: ``grid(alpha=[.25, .5], patience=[5, 10])``."""
+    names = list(axes)
+    return [dict(zip(names, values, strict=True)) for values in itertools.product(*axes.values())]
+
+
+def _seed_list(seeds: int | Sequence[int]) -> list[int]:
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise ValueError(f"--seeds must be >= 1, got {seeds}")
+        return list(range(seeds))
+    return [int(s) for s in seeds]
+
+
+def _without(options: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    keys = set(keys)
+    return {k: v for k, v in options.items() if k not in keys}
+
+
+# ------------------------------------------------------------------------------------------ the paper
+#: The setting that produced the paper's numbers (spec section 6): the authors' code, NeVe's stop marked
+#: (the paper reads NeVe's accuracy at the epoch where V < epsilon, and after the whole budget).
+PAPER_RUN = {"fidelity": "code", "stop": "mark"}
+CIFAR = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+MODEL_NAMES = {"resnet32": "ResNet-32", "resnet50": "ResNet-50", "swinv2_tiny": "SwinV2-T", "resnet8": "ResNet-8"}
+IMAGENET = "ImageNet-100"
+
+# Spec section 5 (test accuracy %, mean, std over 10 seeds).
+TABLE2_PAPER = {
+    ("cifar10", "resnet32"): ((92.74, 0.34), (91.38, 0.79), (92.24, 0.48), (93.10, 0.30)),
+    ("cifar100", "resnet32"): ((68.84, 0.46), (65.96, 0.21), (68.68, 0.15), (69.18, 0.10)),
+    ("imagenet100", "resnet50"): ((82.65, 0.65), (82.06, 0.19), (82.70, 0.81), (84.52, 0.51)),
+    ("imagenet100", "swinv2_tiny"): ((70.05, 0.32), (66.67, 0.16), (69.98, 0.23), (69.80, 0.74)),
+}
+TABLE1_PAPER = {
+    "cifar10": {"Ultimate Optimizer": (86.77, 0.78), "Label Wave (δ=5)": (61.65, 8.06),
+                "Label Wave (δ=10)": (63.65, 8.30), "NeVe (δ=5)": (92.49, 0.40), "NeVe (δ=10)": (93.10, 0.30)},
+    "cifar100": {"Ultimate Optimizer": (57.89, 1.52), "Label Wave (δ=5)": (33.30, 2.77),
+                 "Label Wave (δ=10)": (33.81, 2.82), "NeVe (δ=5)": (68.90, 0.61), "NeVe (δ=10)": (69.18, 0.10)},
+}
+
+
+def table2_rows(dataset: str, model: str, block: str, paper: Sequence[tuple[float, float]] | None = None,
+                **common: Any) -> list[Cell]:
+    """Table II's four rows for one dataset/model: Baseline, V.Loss 30%, V.Loss 10%, NeVe."""
+    base = {"dataset": dataset, "model": model, **common}
+    rows = [
+        Cell("Baseline", {**base, "method": "baseline"}, metric="final_test_acc"),
+        Cell("V.Loss 30%", {**base, "method": "vloss", "holdout": 0.3, "stop": "halt"}, metric="test_acc_at_kept"),
+        Cell("V.Loss 10%", {**base, "method": "vloss", "holdout": 0.1, "stop": "halt"}, metric="test_acc_at_kept"),
+        Cell("NeVe", {**base, "method": "neve"}, metric="test_acc_at_neve_stop"),
+    ]
+    paper = paper or (None,) * 4
+    return [dataclasses.replace(row, block=block, values={"method": row.label}, paper=p)
+            for row, p in zip(rows, paper, strict=True)]
+
+
+def neve_c100(**options: Any) -> dict[str, Any]:
+    """A CIFAR-100 ResNet-32 NeVe run: the base of the ablations and figures."""
+    return {"dataset": "cifar100", "model": "resnet32", "method": "neve", **options}
+
+
+@experiment("table2")
+def table2() -> Experiment:
+    cells = []
+    for (dataset, model), paper in TABLE2_PAPER.items():
+        block = f"{CIFAR.get(dataset, IMAGENET)} {MODEL_NAMES[model]}"
+        cells += table2_rows(dataset, model, block, paper)
+    return Experiment(
+        "table2", "Table II: Baseline, V.Loss 30% / 10% and NeVe on CIFAR-10/100 and ImageNet-100", "table",
+        tuple(cells), defaults=PAPER_RUN,
+        reads="its own runs. NeVe's number is the test accuracy at the first epoch with V < epsilon (--stop mark "
+              "trains on to the budget, so the same runs also give Fig. 5's curves and the SGD line of Fig. 8); "
+              "V.Loss reports its best-validation model; Baseline the model after the whole budget.")
+
+
+@experiment("table1")
+def table1() -> Experiment:
+    cells = []
+    for dataset, paper in TABLE1_PAPER.items():
+        block = f"{CIFAR[dataset]} ResNet-32"
+        base = {"dataset": dataset, "model": "resnet32"}
+        rows = [
+            Cell("Ultimate Optimizer", {**base, "method": "ultimate"}),
+            Cell("Label Wave (δ=5)", {**base, "method": "labelwave", "patience": 5, "label_noise": 0.4,
+                                      "stop": "halt"}, metric="test_acc_at_kept"),
+            Cell("Label Wave (δ=10)", {**base, "method": "labelwave", "patience": 10, "label_noise": 0.4,
+                                       "stop": "halt"}, metric="test_acc_at_kept"),
+            Cell("NeVe (δ=5)", {**base, "method": "neve", "patience": 5}, metric="test_acc_at_neve_stop"),
+            Cell("NeVe (δ=10)", {**base, "method": "neve"}, metric="test_acc_at_neve_stop"),
+        ]
+        cells += [dataclasses.replace(row, block=block, values={"method": row.label}, paper=paper[row.label])
+                  for row in rows]
+    return Experiment(
+        "table1", "Table I: NeVe against the Ultimate Optimizer and Label Wave (ResNet-32)", "table",
+        tuple(cells), defaults=PAPER_RUN,
+        reads="NeVe (δ=10) is Table II's NeVe run (shared). Label Wave trains with the authors' 40% symmetric "
+              "label noise, and under --fidelity code evaluates the test set with the training augmentation as "
+              "the authors' loader did; it reports the model at the prediction-change minimum.")
+
+
+#: Fig. 4a: fractions of CIFAR-100's 50,000 training images moved to validation: 1,000 / 2,500 / 5,000 /
+#: 10,000 / 15,000 images. 10% and 30% are Table II's V.Loss rows (shared runs); 2% and 5% show the small end,
+#: where the plateau detector has little validation data; 20% fills the gap.
+FIG4A_HOLDOUTS = (0.02, 0.05, 0.1, 0.2, 0.3)
+
+
+@experiment("fig4a")
+def fig4a() -> Experiment:
+    cells = [Cell(f"V.Loss {h:g}", neve_c100(method="vloss", holdout=h, stop="halt"),
+                  values={"method": "V.Loss", "holdout": h}, metric="test_acc_at_kept") for h in FIG4A_HOLDOUTS]
+    cells += [Cell("NeVe", neve_c100(), values={"method": "NeVe", "holdout": 0.0}, metric="test_acc_at_neve_stop"),
+              Cell("Baseline", neve_c100(method="baseline"), values={"method": "Baseline", "holdout": 0.0})]
+    return Experiment(
+        "fig4a", "Fig. 4a: CIFAR-100 ResNet-32 test accuracy vs images moved from training to validation",
+        "figure", tuple(cells), defaults=PAPER_RUN,
+        reads="V.Loss at 10% and 30%, NeVe and Baseline are Table II's CIFAR-100 runs (shared); 2%, 5% and 20% "
+              "are new. x = fraction x 50,000 training images.")
+
+
+#: Fig. 4b: |D_aux| sizes. Real images come from a 10% validation split (5,000 images), so 5,000 is the most.
+FIG4B_SIZES = (1, 10, 100, 1000, 5000)
+AUX_TYPES = {"gaussian": {"aux": "gaussian"}, "val": {"aux": "val", "holdout": 0.1}}
+
+
+@experiment("fig4b")
+def fig4b() -> Experiment:
+    cells = [Cell(f"{kind} {size}", neve_c100(aux_size=size, **AUX_TYPES[kind]),
+                  values={"aux": kind, "aux_size": size}, metric="test_acc_at_neve_stop")
+             for kind in AUX_TYPES for size in FIG4B_SIZES]
+    return Experiment(
+        "fig4b", "Fig. 4b: CIFAR-100 ResNet-32 NeVe accuracy vs the aux set's size and type", "figure",
+        tuple(cells), defaults=PAPER_RUN,
+        reads="Gaussian noise at 100 images is Table II's CIFAR-100 NeVe run (shared). Real images are drawn "
+              "from a 10% validation split, which those runs then do not train on.")
+
+
+@experiment("fig5")
+def fig5() -> Experiment:
+    cells = [Cell("NeVe", neve_c100(), values={"method": "NeVe"}, metric="test_acc_at_neve_stop"),
+             Cell("Baseline", neve_c100(method="baseline"), values={"method": "Baseline"})]
+    return Experiment(
+        "fig5", "Fig. 5: CIFAR-100 test accuracy over the whole budget, NeVe's stop marked", "figure",
+        tuple(cells), defaults=PAPER_RUN,
+        reads="Table II's CIFAR-100 NeVe and Baseline runs (no new training): --stop mark trains the whole "
+              "budget and records where V < epsilon.")
+
+
+#: Fig. 6: stop thresholds, two per decade around the paper's 1e-3.
+FIG6_EPSILONS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+
+
+@experiment("fig6")
+def fig6() -> Experiment:
+    cells = [Cell(kind, neve_c100(**AUX_TYPES[kind]), values={"aux": kind}, metric="test_acc_at_neve_stop")
+             for kind in AUX_TYPES]
+    return Experiment(
+        "fig6", "Fig. 6: CIFAR-100 epochs to NeVe's stop and accuracy there vs epsilon, per aux type", "figure",
+        tuple(cells), defaults=PAPER_RUN, derived={"epsilon": FIG6_EPSILONS},
+        reads="Fig. 4b's 100-image runs (Gaussian: Table II's NeVe). NeVe's lr schedule does not depend on "
+              "epsilon and --stop mark records every epoch's velocity, so the stop at each epsilon is the first "
+              "epoch with V < epsilon in the same run: no training per epsilon.")
+
+
+@experiment("fig7")
+def fig7() -> Experiment:
+    cells = [Cell("none", {"dataset": "cifar10", "model": "resnet32", "method": "none", "holdout": 0.1,
+                           "velocity_sets": ("train", "val")}, values={"method": "constant lr"})]
+    return Experiment(
+        "fig7", "Fig. 7: CIFAR-10 velocity on training, validation and aux images, and the three losses, "
+        "constant lr", "figure", tuple(cells), defaults=PAPER_RUN,
+        reads="its own runs: one training per seed measures the velocity on the aux set and on 100 training and "
+              "100 validation images (--velocity-sets train,val) and records train/val/test loss.")
+
+
+@experiment("fig8")
+def fig8() -> Experiment:
+    cells = [Cell("SGD", neve_c100(), values={"optimizer": "SGD"}, metric="test_acc_at_neve_stop",
+                  paper=(69.18, 0.10)),
+             Cell("Adam", neve_c100(optimizer="adam"), values={"optimizer": "Adam"}, metric="test_acc_at_neve_stop",
+                  paper=(64.54, 0.42))]
+    return Experiment(
+        "fig8", "Fig. 8: CIFAR-100 NeVe with SGD and Adam (lr 1e-3): velocity and accuracy, stop marked", "figure",
+        tuple(cells), defaults=PAPER_RUN,
+        reads="SGD is Table II's CIFAR-100 NeVe run (shared); Adam is new. The paper's numbers beside each are the "
+              "accuracy at NeVe's stop (after 250 epochs: SGD 69.16 +- 0.71, Adam 64.48 +- 0.48).")
+
+
+#: The alpha x delta grid: the paper's defaults (0.5, 10) and its delta = 5, with one step either side.
+ABLATION_ALPHAS = (0.25, 0.5, 0.75)
+ABLATION_PATIENCES = (5, 10, 20)
+
+
+@experiment("ablation-alpha-delta")
+def ablation_alpha_delta() -> Experiment:
+    cells = [Cell(f"alpha {p['alpha']:g}, delta {p['patience']}", neve_c100(**p), values=p,
+                  metric="test_acc_at_neve_stop")
+             for p in grid(alpha=ABLATION_ALPHAS, patience=ABLATION_PATIENCES)]
+    return Experiment(
+        "ablation-alpha-delta", "Ablation: CIFAR-100 NeVe over the lr decay alpha and the plateau patience delta",
+        "figure", tuple(cells), defaults=PAPER_RUN,
+        reads="(0.5, 10) is Table II's NeVe and (0.5, 5) Table I's NeVe (δ=5) (shared); the other 7 cells are new.")
+
+
+#: ``paper-vs-code``: the two fidelities, and the paper with one difference of the authors' code at a time.
+FIDELITY_SETTINGS: dict[str, dict[str, Any]] = {
+    "paper": {"fidelity": "paper"},
+    "code": {"fidelity": "code"},
+    "paper + signed velocity": {"fidelity": "paper", "velocity_form": "signed"},
+    "paper + uint8 aux noise": {"fidelity": "paper", "aux_noise": "uint8"},
+    "paper + code plateau rule": {"fidelity": "paper", "plateau_rule": "code"},
+    "paper + code ResNet": {"fidelity": "paper", "resnet_variant": "code"},
+}
+
+
+def fidelity_cells(base: dict[str, Any]) -> tuple[Cell, ...]:
+    return tuple(Cell(name, {**base, **setting}, values={"setting": name}, metric="test_acc_at_neve_stop")
+                 for name, setting in FIDELITY_SETTINGS.items())
+
+
+@experiment("paper-vs-code")
+def paper_vs_code() -> Experiment:
+    return Experiment(
+        "paper-vs-code", "NeVe as the paper writes it vs as the authors' code runs it, one difference at a time "
+        "(CIFAR-100 ResNet-32)", "figure", fidelity_cells(neve_c100()), defaults={"stop": "mark"},
+        reads="'code' is Table II's CIFAR-100 NeVe run (shared); the others are new.")
+
+
+# ------------------------------------------------------------------------------------------ offline
+#: The miniature Table II of ``make demo``: digits, fp32 everywhere so every CPU gives the same curves.
+DEMO_RUN: dict[str, Any] = {"dataset": "digits", "model": "resnet8", "precision": "fp32", "stop": "halt",
+                            "aux_size": 100}
+
+
+@experiment("demo")
+def demo() -> Experiment:
+    return Experiment(
+        "demo", "Demo: Table II in miniature on scikit-learn's digits (offline, CPU, fp32)", "table",
+        tuple(table2_rows("digits", "resnet8", "digits ResNet-8")), defaults=DEMO_RUN, seeds=3,
+        reads="its own runs (make demo).")
+
+
+@experiment("paper-vs-code-demo")
+def paper_vs_code_demo() -> Experiment:
+    return Experiment(
+        "paper-vs-code-demo", "paper vs code fidelity on digits, one difference at a time (offline)", "figure",
+        fidelity_cells({"method": "neve"}), defaults=DEMO_RUN, seeds=5,
+        reads="its own runs; 'paper' is the demo's NeVe run (shared).")
+
+
+@experiment("tiny")
+def tiny() -> Experiment:
+    base = {"dataset": "digits", "model": "resnet8", "epochs": 3, "batch_size": 128, "aux_size": 16,
+            "precision": "fp32", "num_workers": 0}
+    return Experiment(
+        "tiny", "Tests: two methods for three epochs on digits", "table",
+        (Cell("Baseline", {**base, "method": "baseline"}, values={"method": "Baseline"}, block="digits"),
+         Cell("NeVe", {**base, "method": "neve", "stop": "mark"}, values={"method": "NeVe"}, block="digits",
+              metric="test_acc_at_neve_stop")),
+        seeds=2, reads="its own runs (the sweep and results tests).")

@@ -34,6 +34,8 @@ PAPER_SEEDS = 10
 #: Training-set sizes, to turn a held-out fraction into a count of images (Fig. 4a's x axis).
 TRAIN_SET_SIZE = {"cifar10": 50_000, "cifar100": 50_000, "imagenet100": 126_689, "digits": 1_497}
 
+#: Largest aux set of a miniature experiment (digits' 10% validation split has 149 images).
+MINIATURE_AUX_SIZE = 128
 #: Summary fields a cell can report (see ``neve.summary``).
 METRICS = ("final_test_acc", "test_acc_at_stop", "test_acc_at_neve_stop", "test_acc_at_kept",
            "test_acc_at_best_val")
@@ -73,6 +75,23 @@ class Experiment:
     seeds: int = PAPER_SEEDS
     #: Values computed at aggregation, not trained (Fig. 6's epsilons).
     derived: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+
+    def miniature(self, epochs: int = 4) -> Experiment:
+        """The same grid on digits with a ResNet-8 for ``epochs`` epochs: an offline rehearsal of the whole
+        pipeline (sweep, aggregation, figures, notebooks) in minutes. Aux sets are capped at 128 images (a 10%
+        digits validation split has 149), so its numbers mean nothing; its shape is the experiment's."""
+        small = {"dataset": "digits", "model": "resnet8", "epochs": epochs, "batch_size": 128, "num_workers": 0,
+                 "precision": "fp32"}
+
+        def shrink(options: dict[str, Any]) -> dict[str, Any]:
+            shrunk = {**options, **small}
+            if "aux_size" in options:
+                shrunk["aux_size"] = min(int(options["aux_size"]), MINIATURE_AUX_SIZE)
+            return shrunk
+
+        cells = tuple(dataclasses.replace(cell, options=shrink(cell.options)) for cell in self.cells)
+        return dataclasses.replace(self, cells=cells, defaults={**self.defaults, **small,
+                                                                "aux_size": MINIATURE_AUX_SIZE // 4})
 
     def runs(self, seeds: int | Sequence[int] | None = None, *, runs_dir: str | Path = "runs",
              overrides: dict[str, Any] | None = None) -> list[PlannedRun]:

@@ -44,15 +44,21 @@ class RunStatus:
 
 # ----------------------------------------------------------------------------------------------- planning
 def plan(name: str, *, seeds: int | None = None, runs_dir: str | Path = "runs", only: Sequence[str] = (),
-         fidelity: str | None = None, wandb: str = "auto", data_root: str | None = None) -> list[PlannedRun]:
-    """The runs of experiment ``name``, resolved, restricted by ``only`` (``KEY=VALUE``, config fields)."""
+         fidelity: str | None = None, wandb: str = "auto", data_root: str | None = None,
+         miniature: bool = False) -> list[PlannedRun]:
+    """The runs of experiment ``name``, resolved, restricted by ``only`` (``KEY=VALUE``, config fields).
+
+    ``miniature``: the experiment's grid on digits for a few epochs (:meth:`Experiment.miniature`)."""
     runs_dir = Path(runs_dir).resolve()
     overrides: dict[str, Any] = {"wandb": wandb, "progress": False, "wandb_group": name}
     if fidelity:
         overrides["fidelity"] = fidelity
     if data_root:
         overrides["data_root"] = str(Path(data_root).resolve())
-    runs = get_experiment(name).runs(seeds, runs_dir=runs_dir, overrides=overrides)
+    experiment = get_experiment(name)
+    if miniature:
+        experiment = experiment.miniature()
+    runs = experiment.runs(seeds, runs_dir=runs_dir, overrides=overrides)
     if "data_root" not in overrides:  # jobs run elsewhere (a SLURM node's cwd): make the default absolute
         runs = [_with_absolute_data_root(run) for run in runs]
     return select(runs, only)
@@ -219,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=1, help="local: runs trained at once (default 1)")
     parser.add_argument("--runs-per-gpu", type=int,
                         help="runs sharing one GPU: per SLURM job (default: the profile's), or per local GPU")
+    parser.add_argument("--miniature", action="store_true",
+                        help="rehearse the experiment offline: its grid on digits, ResNet-8, 4 epochs (the numbers "
+                             "mean nothing; the pipeline is the real one)")
     parser.add_argument("--runs-dir", default="runs", help="where run folders live (default runs/)")
     parser.add_argument("--data-root", help="dataset folder handed to every run (default data/)")
     parser.add_argument("--wandb", default="auto", choices=WANDB_MODES, help="W&B mode of the runs")
@@ -243,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     runs = plan(args.experiment, seeds=args.seeds, runs_dir=args.runs_dir, only=args.only, fidelity=args.fidelity,
-                wandb=args.wandb, data_root=args.data_root)
+                wandb=args.wandb, data_root=args.data_root, miniature=args.miniature)
     if not runs:
         print(f"{args.experiment}: no run matches {' '.join(args.only)}", file=sys.stderr)
         return 2

@@ -266,9 +266,12 @@ def _run(args: argparse.Namespace) -> int:
         if not args.cluster:
             raise ValueError("--executor slurm needs --cluster PROFILE (a file in slurm/, see slurm/example.toml)")
         profile = load_profile(args.cluster)
-    todo = [item for item in items if item.state in ("missing", "failed")]
-    skipped = Counter(item.state for item in items if item not in todo)
-    print(f"{args.experiment}: {len(runs)} runs; " + ", ".join(f"{n} {s}" for s, n in skipped.items())
+    # Two cells may read one run (a miniature caps aux sizes): train each folder once.
+    todo = list({item.run.name: item for item in items if item.state in ("missing", "failed")}.values())
+    skipped = Counter(item.state for item in {i.run.name: i for i in items}.values()
+                      if item.state not in ("missing", "failed"))
+    print(f"{args.experiment}: {len({run.name for run in runs})} runs; "
+          + ", ".join(f"{n} {s}" for s, n in skipped.items())
           + f"{', ' if skipped else ''}{len(todo)} to {'submit' if executor == 'slurm' else 'train'}"
           + (f" ({retried} failed before, retried)" if (retried := sum(i.state == "failed" for i in todo)) else ""))
     if args.dry_run:

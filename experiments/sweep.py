@@ -153,7 +153,8 @@ def shutil_has_squeue() -> bool:
     return shutil.which("squeue") is not None
 
 
-def print_status(items: Sequence[RunStatus], file: Any = sys.stdout) -> None:
+def print_status(items: Sequence[RunStatus], file: Any = None) -> None:
+    file = file or sys.stdout
     width = max((len(item.run.name) for item in items), default=10)
     for item in items:
         budget = item.run.config.epochs
@@ -163,8 +164,9 @@ def print_status(items: Sequence[RunStatus], file: Any = sys.stdout) -> None:
 
 
 # --------------------------------------------------------------------------------------------------- list
-def print_catalog(file: Any = sys.stdout) -> None:
+def print_catalog(file: Any = None) -> None:
     """Every experiment: distinct runs, how many other experiments share, and the estimated hours."""
+    file = file or sys.stdout
     planned = {name: get_experiment(name).runs(runs_dir="runs") for name in experiment_names()}
     owners: dict[str, set[str]] = {}
     for name, runs in planned.items():

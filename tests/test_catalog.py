@@ -1,0 +1,146 @@
+"""The catalog: every experiment expands to resolved runs, the same training is one folder, shared runs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from experiments import catalog
+from experiments.catalog import get_experiment, grid
+from experiments.profiles import ProfileError, load_profile
+from experiments.sweep import main as sweep_main
+from experiments.sweep import plan, select
+from neve.config import RunConfig, run_id, run_name
+
+PAPER_EXPERIMENTS = ("table1", "table2", "fig4a", "fig4b", "fig5", "fig6", "fig7", "fig8", "ablation-alpha-delta",
+                     "paper-vs-code")
+
+
+def names(experiment: str, seeds: int = 1) -> set[str]:
+    return {run.name for run in get_experiment(experiment).runs(seeds)}
+
+
+def test_every_experiment_expands_to_resolved_runs_with_unique_folders() -> None:
+    for name in catalog.experiment_names():
+        experiment = get_experiment(name)
+        runs = experiment.runs(2)
+        assert len(runs) == 2 * len(experiment.cells)
+        assert all(run.config.out.endswith(run.name) and run.name == run_name(run.config) for run in runs)
+        # A folder is one config: equal names mean equal identities, across cells of one experiment too.
+        by_name = {}
+        for run in runs:
+            assert by_name.setdefault(run.name, run_id(run.config)) == run_id(run.config)
+
+
+def test_the_run_folder_is_a_function_of_the_resolved_config() -> None:
+    a = RunConfig(dataset="cifar100", method="neve", seed=3).resolved()
+    b = RunConfig(dataset="cifar100", method="neve", seed=3, lr=0.1, epochs=250, device="cuda", wandb="disabled",
+                  out="elsewhere").resolved()  # recipe values spelled out; where and how it runs do not count
+    assert run_name(a) == run_name(b) and run_name(a).startswith("cifar100-resnet32-neve-s3-")
+    for change in ({"seed": 4}, {"patience": 5}, {"fidelity": "code"}, {"velocity_form": "signed"},
+                   {"aux_size": 10}, {"lr": 0.05}):
+        assert run_name(dataclasses.replace(a, **change)) != run_name(a), change
+
+
+def test_experiments_share_the_runs_they_have_in_common() -> None:
+    table2 = names("table2")
+    cifar100_neve = {n for n in table2 if n.startswith("cifar100-resnet32-neve-code-")}
+    assert len(cifar100_neve) == 1
+    assert cifar100_neve <= names("fig5") and cifar100_neve <= names("fig8") and cifar100_neve <= names("table1")
+    assert cifar100_neve <= names("fig4b") and cifar100_neve <= names("ablation-alpha-delta")
+    assert cifar100_neve <= names("paper-vs-code")
+    assert names("fig5") <= table2  # Fig. 5 trains nothing new
+    assert names("fig6") <= names("fig4b")  # nor does Fig. 6: its epsilons are read off Fig. 4b's runs
+    assert {n for n in table2 if "-vloss-" in n and "cifar100" in n} <= names("fig4a")
+
+
+def test_paper_tables_run_the_authors_code_with_the_stop_marked_and_the_demo_runs_the_paper() -> None:
+    for run in get_experiment("table2").runs(1) + get_experiment("table1").runs(1):
+        assert run.config.fidelity == "code"
+        if run.config.method == "neve":
+            assert run.config.stop == "mark" and run.cell.metric == "test_acc_at_neve_stop"
+    labelwave = [r for r in get_experiment("table1").runs(1) if r.config.method == "labelwave"]
+    assert labelwave and all(r.config.label_noise == 0.4 and r.config.test_augmentation for r in labelwave)
+    assert {r.config.fidelity for r in get_experiment("demo").runs(1)} == {"paper"}
+    # A sweep may ask for the paper's fidelity, but paper-vs-code keeps the settings it compares.
+    overridden = plan("table2", seeds=1, fidelity="paper")
+    assert {r.config.fidelity for r in overridden} == {"paper"}
+    settings = {r.cell.label: r.config for r in plan("paper-vs-code", seeds=1, fidelity="paper")}
+    assert settings["code"].fidelity == "code" and settings["paper + signed velocity"].velocity_form == "signed"
+
+
+def test_paper_numbers_and_grids() -> None:
+    table2 = {(r.cell.block, r.cell.label): r.cell.paper for r in get_experiment("table2").runs(1)}
+    assert table2[("CIFAR-10 ResNet-32", "NeVe")] == (93.10, 0.30)
+    assert table2[("ImageNet-100 SwinV2-T", "V.Loss 30%")] == (66.67, 0.16)
+    assert grid(a=[1, 2], b="xy") == [{"a": 1, "b": "x"}, {"a": 1, "b": "y"}, {"a": 2, "b": "x"}, {"a": 2, "b": "y"}]
+    assert len(get_experiment("ablation-alpha-delta").cells) == 9
+    assert get_experiment("fig6").derived["epsilon"] == catalog.FIG6_EPSILONS
+
+
+def test_miniature_keeps_the_grid_on_digits() -> None:
+    full, small = get_experiment("fig4b"), get_experiment("fig4b").miniature(epochs=2)
+    assert [c.values for c in small.cells] == [c.values for c in full.cells]
+    runs = small.runs(1)
+    assert {(r.config.dataset, r.config.model, r.config.epochs) for r in runs} == {("digits", "resnet8", 2)}
+    assert max(r.config.aux_size for r in runs) == catalog.MINIATURE_AUX_SIZE
+
+
+def test_only_selects_by_config_field_or_cell_value() -> None:
+    runs = plan("table2", seeds=2)
+    assert {r.config.dataset for r in select(runs, ["dataset=cifar10"])} == {"cifar10"}
+    neve = select(runs, ["method=neve", "dataset=cifar100"])
+    assert len(neve) == 2 and all(r.config.method == "neve" for r in neve)
+    assert len(select(runs, ["method=V.Loss 30%", "method=V.Loss 10%", "seed=0"])) == 8
+    assert len(select(runs, ["holdout=0.3"])) == 8
+    with pytest.raises(ValueError, match="unknown key"):
+        select(runs, ["datset=cifar10"])
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        select(runs, ["cifar10"])
+
+
+def test_unknown_experiments_and_bad_options_are_clear_errors(capsys) -> None:
+    assert sweep_main(["tabel2", "--dry-run"]) == 2
+    assert "unknown experiment 'tabel2'" in capsys.readouterr().err
+    assert sweep_main(["tiny", "--only", "nope=1", "--dry-run"]) == 2
+    assert "--executor slurm needs --cluster" in _run_err(capsys, ["tiny", "--executor", "slurm"])
+    assert "no cluster profile" in _run_err(capsys, ["tiny", "--executor", "slurm", "--cluster", "nonexistent"])
+
+
+def _run_err(capsys, argv: list[str]) -> str:
+    assert sweep_main(argv) == 2
+    return capsys.readouterr().err
+
+
+def test_list_prints_every_experiment_with_runs_shared_and_hours(capsys) -> None:
+    assert sweep_main(["--list"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line.split() for line in out.splitlines() if line and line.split()[0] in
+             catalog.experiment_names()}
+    assert set(lines) == set(catalog.experiment_names())
+    assert lines["fig5"][2:5] == ["20", "20", "0"]  # 20 runs, all shared with Table II, none new
+    assert lines["table2"][2] == "160"
+    assert "H100 hours" in out
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("time_min = 60\n", "'partition' is required"),
+    ('partition = "gpu"\ntime_min = 60\ngpus = 2\n', "unknown field(s) gpus"),
+    ('partition = "gpu"\ntime_min = "1h"\n', "'time_min' must be int"),
+    ('partition = "gpu"\ntime_min = 60\nruns_per_gpu = 0\n', "'runs_per_gpu' must be >= 1"),
+    ('partition = "gpu"\ntime_min = 60\nsetup = [1]\n', "'setup' must be a list of shell lines"),
+    ('partition = "gpu"\ntime_min = \n', "not valid TOML"),
+])
+def test_a_malformed_profile_names_the_field(tmp_path, text: str, message: str) -> None:
+    path = tmp_path / "cluster.toml"
+    path.write_text(text)
+    with pytest.raises(ProfileError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_profile(str(path))
+
+
+def test_the_example_profile_loads_and_maps_to_sbatch_options() -> None:
+    profile = load_profile("example")
+    parameters = profile.executor_parameters(runs_per_job=1)
+    assert parameters["partition"] == "gpu" and parameters["time"] == 240 and parameters["gpus_per_node"] == 1
+    assert parameters["mem"] == "32GB" and "account" not in parameters

@@ -4,10 +4,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install test lint train bench clean
+# Sweeps: `make table2 EXECUTOR=slurm CLUSTER=mycluster SEEDS=10 JOBS=2` (any may be left out).
+EXECUTOR ?=
+CLUSTER ?=
+SEEDS ?=
+JOBS ?= 1
+SWEEP_ARGS = $(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(CLUSTER),--cluster $(CLUSTER)) \
+	$(if $(SEEDS),--seeds $(SEEDS)) --jobs $(JOBS)
+RESULT_ARGS = $(if $(SEEDS),--seeds $(SEEDS))
+PAPER := table1 table2 fig4a fig4b fig5 fig6 fig7 fig8 ablation paper-vs-code
+experiment = $(if $(filter ablation,$(1)),ablation-alpha-delta,$(1))
+
+.PHONY: help install test lint train bench clean demo figures $(PAPER)
 
 help:  ## list the commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9][a-z0-9 -]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' \
+		'{ if (length($$1) > 8) printf "  make %s\n  %-13s %s\n", $$1, "", $$2; else printf "  make %-8s %s\n", $$1, $$2 }'
 
 install: $(STAMP)  ## create .venv and install neve (editable) with every dependency
 
@@ -25,6 +37,19 @@ test: $(STAMP)  ## lint and run the test suite
 
 lint: $(STAMP)  ## ruff only
 	$(BIN)/ruff check .
+
+demo: $(STAMP)  ## Table II in miniature on digits, offline, ~N min on 2 CPU cores: runs, table, figure
+	$(BIN)/python -m experiments.sweep demo --executor local --jobs 2 --wandb offline
+	$(BIN)/python -m experiments.aggregate demo
+	$(BIN)/python -m experiments.plots demo
+
+table1 table2 fig4a fig4b fig5 fig6 fig7 fig8 ablation paper-vs-code: $(STAMP)  ## a paper experiment: train or submit what is missing, then aggregate and plot
+	$(BIN)/python -m experiments.sweep $(call experiment,$@) $(SWEEP_ARGS)
+	$(BIN)/python -m experiments.aggregate $(call experiment,$@) $(RESULT_ARGS)
+	$(BIN)/python -m experiments.plots $(call experiment,$@)
+
+figures: $(STAMP)  ## render every figure that has results, and results/README.md
+	$(BIN)/python -m experiments.plots --all
 
 train: $(STAMP)  ## one offline training run on the bundled digits data (override ARGS=...)
 	$(BIN)/python -m experiments.train --dataset digits --model resnet8 --method neve --wandb offline $(ARGS)

@@ -165,7 +165,8 @@ def markdown(results: Results, kind: str = "table") -> str:
     cells = results.cells
     values = results.values
     welch = kind == "table" and cells["welch_ref"].notna().any()
-    header = [*(_title(v) for v in values), "ours", "95% CI", "seeds", "epoch", "paper", "Δ"]
+    paper = cells["paper_mean"].notna().any()
+    header = [*(_title(v) for v in values), "ours", "95% CI", "seeds", "epoch", *(("paper", "Δ") if paper else ())]
     if welch:
         header.append("p (Welch)")
     out: list[str] = []
@@ -180,9 +181,10 @@ def markdown(results: Results, kind: str = "table") -> str:
             seeds = f"{int(row['n'])}" if row["n"] == row["n_asked"] else f"{int(row['n'])} of {int(row['n_asked'])}"
             ci = "–" if math.isnan(row["ci_low"]) else f"[{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
             cols = [_cell_value(row[v]) for v in values]
-            cols += [ours, ci, seeds, mean_std(row["metric_epoch_mean"], row["metric_epoch_std"], 0),
-                     mean_std(row["paper_mean"], row["paper_std"]),
-                     "–" if math.isnan(row["diff"]) else f"{row['diff']:+.2f}"]
+            cols += [ours, ci, seeds, mean_std(row["metric_epoch_mean"], row["metric_epoch_std"], 0)]
+            if paper:
+                cols += [mean_std(row["paper_mean"], row["paper_std"]),
+                         "–" if math.isnan(row["diff"]) else f"{row['diff']:+.2f}"]
             if welch:
                 ref = row["welch_ref"]
                 if not isinstance(ref, str) or math.isnan(row["welch_p"]):
@@ -191,14 +193,15 @@ def markdown(results: Results, kind: str = "table") -> str:
                     cols.append(f"{p_value(row['welch_p'])} vs {ref}")
             out.append("| " + " | ".join(cols) + " |")
         out.append("")
-    out += _notes(results, welch)
+    out += _notes(results, welch, paper)
     return "\n".join(out).rstrip() + "\n"
 
 
-def _notes(results: Results, welch: bool) -> list[str]:
+def _notes(results: Results, welch: bool, paper: bool) -> list[str]:
     cells = results.cells
     notes = ["ours: test accuracy (%) as mean ± std over finished seeds (sample std); 95% CI: t-interval of the "
-             "mean; epoch: where the reported number was read (mean ± std); Δ: ours − paper."]
+             "mean; epoch: where the reported number was read (mean ± std)" + ("; Δ: ours − paper." if paper else
+                                                                              ".")]
     if welch:
         notes.append("p (Welch): two-sided Welch t-test of the row's seeds against the reference row of the block "
                      "(Baseline, or the block's first row); – where a side has fewer than 2 seeds.")

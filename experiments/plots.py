@@ -215,9 +215,10 @@ def plot_table(results: Results) -> Figure:
         table_panel(ax, cells[cells["block"] == block], runs[runs["block"] == block])
         ax.set_title(block or results.name)
     extra = [Line2D([], [], marker="o", color=GREY, linestyle="none", label=f"ours ({seed_label(results.runs)})"),
-             Line2D([], [], marker="o", color=GREY, alpha=0.4, markersize=3, linestyle="none", label="one seed"),
-             Line2D([], [], marker="D", markerfacecolor="white", color=BLACK, linestyle="none",
-                    label="paper (mean ± std)")]
+             Line2D([], [], marker="o", color=GREY, alpha=0.6, markersize=3, linestyle="none", label="one seed")]
+    if cells["paper_mean"].notna().any():
+        extra.append(Line2D([], [], marker="D", markerfacecolor="white", color=BLACK, linestyle="none",
+                            label="paper (mean ± std)"))
     if (cells["n_fallback"] > 0).any():
         extra.append(Line2D([], [], marker="o", markerfacecolor="none", color=GREY, markersize=7, linestyle="none",
                             label="final accuracy used (no stop)"))

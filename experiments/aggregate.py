@@ -33,7 +33,15 @@ import pandas as pd
 from scipy import stats
 
 from experiments.catalog import MINIATURE_EPOCHS, TRAIN_SET_SIZE, Cell, Experiment, PlannedRun, get_experiment
-from experiments.results import FINISHED, Results, markdown, results_path, unfinished_markdown
+from experiments.results import (
+    FINISHED,
+    FLOAT_FORMAT,
+    INTEGER,
+    Results,
+    markdown,
+    results_path,
+    unfinished_markdown,
+)
 from experiments.run_folder import RunFolder, RunFolderError
 from experiments.sweep import plan, statuses
 from neve.config import FIDELITIES, RESUMABLE_FIELDS
@@ -330,8 +338,11 @@ def default_results_dir(miniature: bool) -> Path:
 
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
     """Atomically: a reader sees the old CSV or the new one."""
+    frame = frame.copy()
+    for column in INTEGER & set(frame.columns):
+        frame[column] = pd.to_numeric(frame[column]).round().astype("Int64")
     buffer = io.StringIO()
-    frame.to_csv(buffer, index=False, lineterminator="\n")
+    frame.to_csv(buffer, index=False, lineterminator="\n", float_format=FLOAT_FORMAT)
     atomic_write_text(path, buffer.getvalue())
     return path
 

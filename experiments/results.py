@@ -47,8 +47,15 @@ DERIVED_COLUMNS = {
                 "acc_ci_low", "acc_ci_high"),
 }
 #: Columns that must hold numbers (a CSV edited by hand may not).
-NUMERIC = {"acc", "mean", "std", "n", "n_asked", "seed", "epoch", "test_acc", "model_velocity", "epsilon",
-           "epochs_mean", "acc_mean", "metric_epoch", "budget_epochs"}
+NUMERIC = {"acc", "mean", "std", "n", "n_asked", "n_fallback", "n_no_stop", "seed", "epoch", "test_acc",
+           "model_velocity", "epsilon", "epochs_mean", "epochs_std", "acc_mean", "acc_std", "metric_epoch",
+           "budget_epochs", "paper_mean", "diff", "welch_p"}
+#: Columns of whole numbers (epochs, counts, flags), written without a decimal point even when some are empty.
+INTEGER = {"seed", "holdout_images", "budget_epochs", "acc_fallback", "metric_epoch", "epochs_run", "stop_epoch",
+           "neve_stop_epoch", "kept_epoch", "best_val_epoch", "diverged", "n", "n_asked", "n_fallback", "n_no_stop",
+           "epoch", "lr_reduced", "neve_stop", "method_stop", "kept_weights"}
+#: Significant digits of the floats in the CSVs: far below any difference that matters, and stable diffs.
+FLOAT_FORMAT = "%.8g"
 #: Columns that hold text, empty when absent ("" rather than NaN): no block, no detail, no lr decay.
 TEXT = ("block", "detail", "lr_decay_epochs")
 #: ``state`` of a run that counts; any other (failed, running, pending, missing) is listed, never averaged.
@@ -194,7 +201,24 @@ def markdown(results: Results, kind: str = "table") -> str:
             out.append("| " + " | ".join(cols) + " |")
         out.append("")
     out += _notes(results, welch, paper)
+    if "epsilon" in results.derived:
+        out += [*([""] if out[-1] else []), *epsilon_markdown(results)]
     return "\n".join(out).rstrip() + "\n"
+
+
+def epsilon_markdown(results: Results) -> list[str]:
+    """Fig. 6's numbers: per cell and ε, the epochs to NeVe's stop and the accuracy there."""
+    table = results.derived["epsilon"]
+    values = [v for v in results.values if v in table.columns]
+    header = [*(_title(v) for v in values), "ε", "epochs to stop", "accuracy at stop", "runs never stopped"]
+    out = ["Stop read off the same runs at each ε (the first epoch with V < ε; a run that never gets there counts "
+           "at its last epoch):", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, row in table.iterrows():
+        cols = [_cell_value(row[v]) for v in values]
+        cols += [f"{row['epsilon']:g}", mean_std(row["epochs_mean"], row["epochs_std"], 1),
+                 mean_std(row["acc_mean"], row["acc_std"]), f"{int(row['n_no_stop'])} of {int(row['n'])}"]
+        out.append("| " + " | ".join(cols) + " |")
+    return out
 
 
 def _notes(results: Results, welch: bool, paper: bool) -> list[str]:

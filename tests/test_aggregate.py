@@ -132,6 +132,7 @@ def test_epsilon_stops_are_recomputed_from_the_records(results_build: Build) -> 
         assert row["epochs_mean"] == pytest.approx(np.mean(stops))
         assert row["acc_mean"] == pytest.approx(np.mean(accs))
     assert derived["n_no_stop"].max() > 0  # the smallest epsilons are never reached in two epochs
+    assert "| gaussian | 1e-05 |" in results_build.aggregated["fig6"][1]  # its table, printed
 
 
 def test_unreadable_records_are_listed_not_averaged(results_build: Build, tmp_path: Path) -> None:

@@ -34,6 +34,8 @@ PAPER_SEEDS = 10
 #: Training-set sizes, to turn a held-out fraction into a count of images (Fig. 4a's x axis).
 TRAIN_SET_SIZE = {"cifar10": 50_000, "cifar100": 50_000, "imagenet100": 126_689, "digits": 1_497}
 
+#: Epochs of a miniature run (``--miniature``): enough for velocities and curves to move.
+MINIATURE_EPOCHS = 4
 #: Largest aux set of a miniature experiment (digits' 10% validation split has 149 images).
 MINIATURE_AUX_SIZE = 128
 #: Summary fields a cell can report (see ``neve.summary``).
@@ -75,8 +77,10 @@ class Experiment:
     seeds: int = PAPER_SEEDS
     #: Values computed at aggregation, not trained (Fig. 6's epsilons).
     derived: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    #: Its figure plots per-epoch curves: the aggregation also writes every run's records (NAME_epochs.csv).
+    curves: bool = False
 
-    def miniature(self, epochs: int = 4) -> Experiment:
+    def miniature(self, epochs: int = MINIATURE_EPOCHS) -> Experiment:
         """The same grid on digits with a ResNet-8 for ``epochs`` epochs: an offline rehearsal of the whole
         pipeline (sweep, aggregation, figures, notebooks) in minutes. Aux sets are capped at 128 images (a 10%
         digits validation split has 149), so its numbers mean nothing; its shape is the experiment's."""
@@ -299,7 +303,7 @@ def fig5() -> Experiment:
              Cell("Baseline", neve_c100(method="baseline"), values={"method": "Baseline"})]
     return Experiment(
         "fig5", "Fig. 5: CIFAR-100 test accuracy over the whole budget, NeVe's stop marked", "figure",
-        tuple(cells), defaults=PAPER_RUN,
+        tuple(cells), defaults=PAPER_RUN, curves=True,
         reads="Table II's CIFAR-100 NeVe and Baseline runs (no new training): --stop mark trains the whole "
               "budget and records where V < epsilon.")
 
@@ -314,7 +318,7 @@ def fig6() -> Experiment:
              for kind in AUX_TYPES]
     return Experiment(
         "fig6", "Fig. 6: CIFAR-100 epochs to NeVe's stop and accuracy there vs epsilon, per aux type", "figure",
-        tuple(cells), defaults=PAPER_RUN, derived={"epsilon": FIG6_EPSILONS},
+        tuple(cells), defaults=PAPER_RUN, derived={"epsilon": FIG6_EPSILONS}, curves=True,
         reads="Fig. 4b's 100-image runs (Gaussian: Table II's NeVe). NeVe's lr schedule does not depend on "
               "epsilon and --stop mark records every epoch's velocity, so the stop at each epsilon is the first "
               "epoch with V < epsilon in the same run: no training per epsilon.")
@@ -326,7 +330,7 @@ def fig7() -> Experiment:
                            "velocity_sets": ("train", "val")}, values={"method": "constant lr"})]
     return Experiment(
         "fig7", "Fig. 7: CIFAR-10 velocity on training, validation and aux images, and the three losses, "
-        "constant lr", "figure", tuple(cells), defaults=PAPER_RUN,
+        "constant lr", "figure", tuple(cells), defaults=PAPER_RUN, curves=True,
         reads="its own runs: one training per seed measures the velocity on the aux set and on 100 training and "
               "100 validation images (--velocity-sets train,val) and records train/val/test loss.")
 
@@ -339,7 +343,7 @@ def fig8() -> Experiment:
                   paper=(64.54, 0.42))]
     return Experiment(
         "fig8", "Fig. 8: CIFAR-100 NeVe with SGD and Adam (lr 1e-3): velocity and accuracy, stop marked", "figure",
-        tuple(cells), defaults=PAPER_RUN,
+        tuple(cells), defaults=PAPER_RUN, curves=True,
         reads="SGD is Table II's CIFAR-100 NeVe run (shared); Adam is new. The paper's numbers beside each are the "
               "accuracy at NeVe's stop (after 250 epochs: SGD 69.16 +- 0.71, Adam 64.48 +- 0.48).")
 
@@ -381,6 +385,7 @@ def paper_vs_code() -> Experiment:
     return Experiment(
         "paper-vs-code", "NeVe as the paper writes it vs as the authors' code runs it, one difference at a time "
         "(CIFAR-100 ResNet-32)", "figure", fidelity_cells(neve_c100()), defaults={"stop": "mark"},
+        curves=True,
         reads="'code' is Table II's CIFAR-100 NeVe run (shared); the others are new.")
 
 
@@ -394,7 +399,7 @@ DEMO_RUN: dict[str, Any] = {"dataset": "digits", "model": "resnet8", "precision"
 def demo() -> Experiment:
     return Experiment(
         "demo", "Demo: Table II in miniature on scikit-learn's digits (offline, CPU, fp32)", "table",
-        tuple(table2_rows("digits", "resnet8", "digits ResNet-8")), defaults=DEMO_RUN, seeds=3,
+        tuple(table2_rows("digits", "resnet8", "digits ResNet-8")), defaults=DEMO_RUN, seeds=3, curves=True,
         reads="its own runs (make demo).")
 
 
@@ -402,7 +407,7 @@ def demo() -> Experiment:
 def paper_vs_code_demo() -> Experiment:
     return Experiment(
         "paper-vs-code-demo", "paper vs code fidelity on digits, one difference at a time (offline)", "figure",
-        fidelity_cells({"method": "neve"}), defaults=DEMO_RUN, seeds=5,
+        fidelity_cells({"method": "neve"}), defaults=DEMO_RUN, seeds=5, curves=True,
         reads="its own runs; 'paper' is the demo's NeVe run (shared).")
 
 
@@ -415,4 +420,4 @@ def tiny() -> Experiment:
         (Cell("Baseline", {**base, "method": "baseline"}, values={"method": "Baseline"}, block="digits"),
          Cell("NeVe", {**base, "method": "neve", "stop": "mark"}, values={"method": "NeVe"}, block="digits",
               metric="test_acc_at_neve_stop")),
-        seeds=2, reads="its own runs (the sweep and results tests).")
+        seeds=2, curves=True, reads="its own runs (the sweep and results tests).")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from experiments.catalog import PlannedRun, experiment_names, get_experiment
+from experiments.catalog import MINIATURE_EPOCHS, PlannedRun, experiment_names, get_experiment
 from experiments.costs import run_hours
 from experiments.executors import all_submitted, queue_states, run_local, slurm_available, submit_slurm
 from experiments.profiles import ProfileError, load_profile
@@ -45,10 +45,11 @@ class RunStatus:
 # ----------------------------------------------------------------------------------------------- planning
 def plan(name: str, *, seeds: int | None = None, runs_dir: str | Path = "runs", only: Sequence[str] = (),
          fidelity: str | None = None, wandb: str = "auto", data_root: str | None = None,
-         miniature: bool = False) -> list[PlannedRun]:
+         miniature: bool = False, miniature_epochs: int = MINIATURE_EPOCHS) -> list[PlannedRun]:
     """The runs of experiment ``name``, resolved, restricted by ``only`` (``KEY=VALUE``, config fields).
 
-    ``miniature``: the experiment's grid on digits for a few epochs (:meth:`Experiment.miniature`)."""
+    ``miniature``: the experiment's grid on digits for ``miniature_epochs`` epochs (:meth:`Experiment.miniature`).
+    The aggregation plans with the same arguments, so it reads exactly the runs a sweep trains."""
     runs_dir = Path(runs_dir).resolve()
     overrides: dict[str, Any] = {"wandb": wandb, "progress": False, "wandb_group": name}
     if fidelity:
@@ -57,7 +58,7 @@ def plan(name: str, *, seeds: int | None = None, runs_dir: str | Path = "runs", 
         overrides["data_root"] = str(Path(data_root).resolve())
     experiment = get_experiment(name)
     if miniature:
-        experiment = experiment.miniature()
+        experiment = experiment.miniature(miniature_epochs)
     runs = experiment.runs(seeds, runs_dir=runs_dir, overrides=overrides)
     if "data_root" not in overrides:  # jobs run elsewhere (a SLURM node's cwd): make the default absolute
         runs = [_with_absolute_data_root(run) for run in runs]
@@ -228,8 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runs-per-gpu", type=int,
                         help="runs sharing one GPU: per SLURM job (default: the profile's), or per local GPU")
     parser.add_argument("--miniature", action="store_true",
-                        help="rehearse the experiment offline: its grid on digits, ResNet-8, 4 epochs (the numbers "
+                        help="rehearse the experiment offline: its grid on digits, ResNet-8, a few epochs (the numbers "
                              "mean nothing; the pipeline is the real one)")
+    parser.add_argument("--miniature-epochs", type=int, default=MINIATURE_EPOCHS, metavar="N",
+                        help=f"epochs of each miniature run (default {MINIATURE_EPOCHS})")
     parser.add_argument("--runs-dir", default="runs", help="where run folders live (default runs/)")
     parser.add_argument("--data-root", help="dataset folder handed to every run (default data/)")
     parser.add_argument("--wandb", default="auto", choices=WANDB_MODES, help="W&B mode of the runs")
@@ -254,7 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     runs = plan(args.experiment, seeds=args.seeds, runs_dir=args.runs_dir, only=args.only, fidelity=args.fidelity,
-                wandb=args.wandb, data_root=args.data_root, miniature=args.miniature)
+                wandb=args.wandb, data_root=args.data_root, miniature=args.miniature,
+                miniature_epochs=args.miniature_epochs)
     if not runs:
         print(f"{args.experiment}: no run matches {' '.join(args.only)}", file=sys.stderr)
         return 2

@@ -1,0 +1,264 @@
+"""The results folder: which CSVs an experiment has, their columns, loading them back, and its markdown table.
+
+``python -m experiments.aggregate NAME`` writes, per experiment, into the results folder (``results/``):
+
+- ``NAME_runs.csv``: one row per planned run (a cell at a seed), finished or not (``state``);
+- ``NAME.csv``: one row per cell: mean, std, 95% confidence interval over its finished seeds, the paper's number;
+- ``NAME_epochs.csv``: every record of every finished run, for experiments that plot curves;
+- ``NAME_<derived>.csv``: values computed from the records (Fig. 6: ``NAME_epsilon.csv``).
+
+Plots, notebooks and the report read results through :func:`load_results` only, never run folders. Nothing
+here imports torch, so a notebook starts in a second. Accuracies are in percent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+FIGURES = "figures"
+
+#: ``NAME_runs.csv``: these columns, then the experiment's cell values after ``cell`` and its varying config
+#: fields as ``config.<field>`` after ``model``.
+RUN_COLUMNS = (
+    "block", "cell", "seed", "run", "state", "detail", "dataset", "model", "holdout_images", "budget_epochs",
+    "epsilon", "metric", "acc", "acc_fallback", "metric_epoch",
+    "final_test_acc", "test_acc_at_stop", "test_acc_at_neve_stop", "test_acc_at_kept", "test_acc_at_best_val",
+    "epochs_run", "stop_epoch", "neve_stop_epoch", "kept_epoch", "best_val_epoch", "lr_decay_epochs",
+    "wall_seconds", "diverged",
+)
+#: ``NAME.csv``: one row per cell.
+CELL_COLUMNS = (
+    "block", "cell", "dataset", "model", "holdout_images", "budget_epochs", "epsilon", "metric",
+    "n", "n_asked", "n_fallback", "mean", "std", "ci_low", "ci_high", "final_mean", "final_std",
+    "metric_epoch_mean", "metric_epoch_std", "epochs_mean", "wall_hours_mean",
+    "paper_mean", "paper_std", "diff", "welch_ref", "welch_t", "welch_p",
+)
+#: ``NAME_epochs.csv``: these columns at least (then every record column the runs wrote).
+EPOCH_COLUMNS = ("block", "cell", "seed", "run", "epoch", "lr", "test_acc", "model_velocity", "lr_reduced",
+                 "neve_stop")
+#: ``NAME_<derived>.csv``.
+DERIVED_COLUMNS = {
+    "epsilon": ("block", "cell", "epsilon", "n", "n_no_stop", "epochs_mean", "epochs_std", "acc_mean", "acc_std",
+                "acc_ci_low", "acc_ci_high"),
+}
+#: Columns that must hold numbers (a CSV edited by hand may not).
+NUMERIC = {"acc", "mean", "std", "n", "n_asked", "n_fallback", "n_no_stop", "seed", "epoch", "test_acc",
+           "model_velocity", "epsilon", "epochs_mean", "epochs_std", "acc_mean", "acc_std", "metric_epoch",
+           "budget_epochs", "paper_mean", "diff", "welch_p"}
+#: Columns of whole numbers (epochs, counts, flags), written without a decimal point even when some are empty.
+INTEGER = {"seed", "holdout_images", "budget_epochs", "acc_fallback", "metric_epoch", "epochs_run", "stop_epoch",
+           "neve_stop_epoch", "kept_epoch", "best_val_epoch", "diverged", "n", "n_asked", "n_fallback", "n_no_stop",
+           "epoch", "lr_reduced", "neve_stop", "method_stop", "kept_weights"}
+#: Significant digits of the floats in the CSVs: far below any difference that matters, and stable diffs.
+FLOAT_FORMAT = "%.8g"
+#: Columns that hold text, empty when absent ("" rather than NaN): no block, no detail, no lr decay.
+TEXT = ("block", "detail", "lr_decay_epochs")
+#: ``state`` of a run that counts; any other (failed, running, pending, missing) is listed, never averaged.
+FINISHED = "finished"
+
+
+class ResultsError(ValueError):
+    """A results CSV that is missing or malformed; the message says which file and how to rebuild it."""
+
+
+def results_path(results_dir: str | Path, name: str, part: str = "") -> Path:
+    """``results_dir/NAME.csv`` (cells), or ``NAME_<part>.csv`` for part runs, epochs or a derived value."""
+    return Path(results_dir) / (f"{name}_{part}.csv" if part else f"{name}.csv")
+
+
+def figure_path(results_dir: str | Path, name: str, suffix: str = ".png") -> Path:
+    return Path(results_dir) / FIGURES / f"{name}{suffix}"
+
+
+@dataclass
+class Results:
+    """One experiment's aggregated results, as the CSVs hold them."""
+
+    name: str
+    cells: pd.DataFrame
+    runs: pd.DataFrame
+    epochs: pd.DataFrame | None = None
+    derived: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    @property
+    def values(self) -> list[str]:
+        """The experiment's cell coordinates (``method``, ``holdout``, ``aux``, ...): the columns between ``cell``
+        and ``dataset`` in ``NAME.csv``."""
+        columns = list(self.cells.columns)
+        return columns[columns.index("cell") + 1:columns.index("dataset")]
+
+    @property
+    def finished_runs(self) -> pd.DataFrame:
+        return self.runs[self.runs["state"] == FINISHED]
+
+    @property
+    def unfinished_runs(self) -> pd.DataFrame:
+        return self.runs[self.runs["state"] != FINISHED]
+
+    def need_epochs(self) -> pd.DataFrame:
+        if self.epochs is None:
+            raise ResultsError(f"{self.name}'s figure plots curves but {self.name}_epochs.csv is missing; run "
+                               f"python -m experiments.aggregate {self.name} again")
+        return self.epochs
+
+    def need_derived(self, key: str) -> pd.DataFrame:
+        if key not in self.derived:
+            raise ResultsError(f"{self.name}'s figure needs {self.name}_{key}.csv, which is missing; run "
+                               f"python -m experiments.aggregate {self.name} again")
+        return self.derived[key]
+
+
+def load_results(name: str, results_dir: str | Path = "results", *, epochs: bool = True) -> Results:
+    """Read and check the CSVs of experiment ``name`` (what plots and notebooks start from); ``epochs=False``
+    skips the per-epoch records (the largest file), for tables only."""
+    cells = read_csv(results_path(results_dir, name), CELL_COLUMNS, name)
+    runs = read_csv(results_path(results_dir, name, "runs"), RUN_COLUMNS, name)
+    epochs_path = results_path(results_dir, name, "epochs")
+    records = read_csv(epochs_path, EPOCH_COLUMNS, name) if epochs and epochs_path.is_file() else None
+    derived = {key: read_csv(path, columns, name) for key, columns in DERIVED_COLUMNS.items()
+               if (path := results_path(results_dir, name, key)).is_file()}
+    return Results(name, cells, runs, records, derived)
+
+
+def read_csv(path: Path, columns: Sequence[str], name: str) -> pd.DataFrame:
+    """A results CSV with at least ``columns``, numbers where numbers belong, or a :class:`ResultsError`."""
+    again = f"run python -m experiments.aggregate {name} (with the sweep's options) to write it again"
+    if not path.is_file():
+        raise ResultsError(f"{path} does not exist; {again}")
+    try:
+        frame = pd.read_csv(path, dtype=dict.fromkeys(TEXT, str))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise ResultsError(f"{path} is not a readable CSV ({error}); {again}") from error
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise ResultsError(f"{path} lacks the column(s) {', '.join(missing)} (is it a results CSV of the current "
+                           f"format?); {again}")
+    for column in set(TEXT) & set(frame.columns):
+        frame[column] = frame[column].fillna("")
+    for column in NUMERIC & set(frame.columns):
+        try:
+            frame[column] = pd.to_numeric(frame[column])
+        except (ValueError, TypeError) as error:
+            raise ResultsError(f"{path}: column {column!r} must hold numbers ({error}); {again}") from error
+    return frame
+
+
+# ------------------------------------------------------------------------------------------- markdown
+def fmt(value: float, digits: int = 2) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def mean_std(mean: float, std: float, digits: int = 2) -> str:
+    if mean is None or math.isnan(mean):
+        return "–"
+    return fmt(mean, digits) if std is None or math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def p_value(p: float) -> str:
+    if p is None or math.isnan(p):
+        return "–"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def markdown(results: Results, kind: str = "table") -> str:
+    """The experiment's table in the paper's layout (one block per dataset/model), ours beside the paper's.
+
+    ``kind`` "table" adds the Welch test column (p of ours against the block's reference row)."""
+    cells = results.cells
+    values = results.values
+    welch = kind == "table" and cells["welch_ref"].notna().any()
+    paper = cells["paper_mean"].notna().any()
+    header = [*(_title(v) for v in values), "ours", "95% CI", "seeds", "epoch", *(("paper", "Δ") if paper else ())]
+    if welch:
+        header.append("p (Welch)")
+    out: list[str] = []
+    blocks = list(dict.fromkeys(cells["block"]))
+    for block in blocks:
+        rows = cells[cells["block"] == block]
+        if block:
+            out += [f"**{block}**", ""]
+        out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for _, row in rows.iterrows():
+            ours = mean_std(row["mean"], row["std"]) + (" †" if row["n_fallback"] > 0 else "")
+            seeds = f"{int(row['n'])}" if row["n"] == row["n_asked"] else f"{int(row['n'])} of {int(row['n_asked'])}"
+            ci = "–" if math.isnan(row["ci_low"]) else f"[{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+            cols = [_cell_value(row[v]) for v in values]
+            cols += [ours, ci, seeds, mean_std(row["metric_epoch_mean"], row["metric_epoch_std"], 0)]
+            if paper:
+                cols += [mean_std(row["paper_mean"], row["paper_std"]),
+                         "–" if math.isnan(row["diff"]) else f"{row['diff']:+.2f}"]
+            if welch:
+                ref = row["welch_ref"]
+                if not isinstance(ref, str) or math.isnan(row["welch_p"]):
+                    cols.append("(reference)" if ref == row["cell"] else "–")
+                else:
+                    cols.append(f"{p_value(row['welch_p'])} vs {ref}")
+            out.append("| " + " | ".join(cols) + " |")
+        out.append("")
+    out += _notes(results, welch, paper)
+    if "epsilon" in results.derived:
+        out += [*([""] if out[-1] else []), *epsilon_markdown(results)]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def epsilon_markdown(results: Results) -> list[str]:
+    """Fig. 6's numbers: per cell and ε, the epochs to NeVe's stop and the accuracy there."""
+    table = results.derived["epsilon"]
+    values = [v for v in results.values if v in table.columns]
+    header = [*(_title(v) for v in values), "ε", "epochs to stop", "accuracy at stop", "runs never stopped"]
+    out = ["Stop read off the same runs at each ε (the first epoch with V < ε; a run that never gets there counts "
+           "at its last epoch):", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, row in table.iterrows():
+        cols = [_cell_value(row[v]) for v in values]
+        cols += [f"{row['epsilon']:g}", mean_std(row["epochs_mean"], row["epochs_std"], 1),
+                 mean_std(row["acc_mean"], row["acc_std"]), f"{int(row['n_no_stop'])} of {int(row['n'])}"]
+        out.append("| " + " | ".join(cols) + " |")
+    return out
+
+
+def _notes(results: Results, welch: bool, paper: bool) -> list[str]:
+    cells = results.cells
+    notes = ["ours: test accuracy (%) as mean ± std over finished seeds (sample std); 95% CI: t-interval of the "
+             "mean; epoch: where the reported number was read (mean ± std)" + ("; Δ: ours − paper." if paper else
+                                                                              ".")]
+    if welch:
+        notes.append("p (Welch): two-sided Welch t-test of the row's seeds against the reference row of the block "
+                     "(Baseline, or the block's first row); – where a side has fewer than 2 seeds.")
+    fallback = cells[cells["n_fallback"] > 0]
+    if len(fallback):
+        counts = ", ".join(f"{row['cell']}{f' ({row.block})' if row.block else ''}: "
+                           f"{int(row['n_fallback'])} of {int(row['n'])}" for _, row in fallback.iterrows())
+        notes.append(f"† the cell's own number was missing in some runs (NeVe never reached V < ε, or the method "
+                     f"kept no model within the budget); those runs count with their final test accuracy "
+                     f"({counts}).")
+    short = cells[cells["n"] < cells["n_asked"]]
+    if len(short):
+        notes.append(f"{len(short)} cell(s) have fewer finished seeds than asked; the missing runs are listed below.")
+    return [f"- {note}" for note in notes] + [""] + unfinished_markdown(results)
+
+
+def unfinished_markdown(results: Results) -> list[str]:
+    """The runs not averaged (failed, running, pending, missing), one line each, by folder."""
+    runs = results.unfinished_runs.drop_duplicates("run")
+    if runs.empty:
+        return []
+    lines = [f"Not averaged ({len(runs)} run{'s' if len(runs) > 1 else ''}):", ""]
+    for _, run in runs.iterrows():
+        detail = f": {run['detail']}" if isinstance(run["detail"], str) and run["detail"] else ""
+        lines.append(f"- `{run['run']}` {run['state']}{detail}")
+    return [*lines, ""]
+
+
+def _title(value: str) -> str:
+    return {"aux_size": "|D_aux|", "alpha": "α", "patience": "δ"}.get(value, value)
+
+
+def _cell_value(value: object) -> str:
+    if isinstance(value, float):
+        return "–" if math.isnan(value) else f"{value:g}"
+    return str(value)

@@ -1,0 +1,97 @@
+"""Small results made by the real pipeline: miniature sweeps planned as the sweep plans them, trained by the
+sweep's job (:func:`experiments.job.train_run`, what a local or SLURM job runs), aggregated and plotted by the
+command lines. The results tests (aggregation, plots, notebooks) all read one such build.
+
+The runs train one after another in this process: a fresh process per run (the local executor) spends more
+time importing torch than training two digits epochs.
+
+The experiments are cut with ``--only`` to the fewest runs that still give every figure layout its data
+(most share runs: Table II's four rows are Fig. 4a's, Fig. 5's and Fig. 8's SGD line). One run is made to fail
+for real: its folder holds an unreadable checkpoint, so its job raises and leaves ``error.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from experiments import aggregate, plots
+from experiments.catalog import PlannedRun
+from experiments.job import train_run
+from experiments.sweep import plan
+
+#: (experiment, seeds, --only): what the tests build. Grids the paper sweeps get one seed and a corner.
+PIPELINE: tuple[tuple[str, int, tuple[str, ...]], ...] = (
+    ("table2", 2, ()),
+    ("fig4a", 2, ("holdout=0", "holdout=0.1", "holdout=0.3")),
+    ("fig5", 2, ()),
+    ("fig8", 1, ()),
+    ("fig4b", 1, ("aux=gaussian", "aux_size=10", "aux_size=100")),
+    ("fig6", 1, ("aux=gaussian",)),
+    ("fig7", 1, ()),
+    ("ablation-alpha-delta", 1, ("alpha=0.25", "alpha=0.5", "patience=10")),
+    ("paper-vs-code", 1, ("setting=paper", "setting=code")),
+    ("demo", 2, ("method=NeVe", "method=Baseline")),
+)
+#: The run made to fail: Table II's (and Fig. 4a's) V.Loss 30% at seed 1.
+BROKEN = ("table2", "V.Loss 30%", 1)
+
+
+@dataclass
+class Build:
+    runs_dir: Path
+    results_dir: Path
+    epochs: int
+    planned: dict[str, list[PlannedRun]] = field(default_factory=dict)
+    broken: PlannedRun | None = None
+    #: Per experiment: (exit code, stdout, stderr) of ``aggregate``; and of one ``plots`` of them all.
+    aggregated: dict[str, tuple[int, str, str]] = field(default_factory=dict)
+    plotted: tuple[int, str, str] = (0, "", "")
+
+    def options(self, name: str) -> list[str]:
+        """The sweep options of ``name`` in this build, as aggregate takes them."""
+        seeds, only = next((s, o) for n, s, o in PIPELINE if n == name)
+        return [name, "--miniature", "--miniature-epochs", str(self.epochs), "--seeds", str(seeds),
+                "--runs-dir", str(self.runs_dir), *(f"--only={item}" for item in only)]
+
+
+def call(main: Callable[[list[str]], int], argv: list[str]) -> tuple[int, str, str]:
+    """Run a command line's ``main`` here; its exit code, stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def build(root: Path, epochs: int = 2) -> Build:
+    """Train, aggregate and plot the :data:`PIPELINE` under ``root`` (runs/ and results/)."""
+    made = Build(root / "runs", root / "results", epochs)
+    for name, seeds, only in PIPELINE:
+        made.planned[name] = plan(name, seeds=seeds, runs_dir=made.runs_dir, only=only, wandb="disabled",
+                                  miniature=True, miniature_epochs=epochs)
+    name, label, seed = BROKEN
+    made.broken = next(r for r in made.planned[name] if r.cell.label == label and r.seed == seed)
+    made.broken.run_dir.mkdir(parents=True, exist_ok=True)
+    (made.broken.run_dir / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    distinct = {run.name: run for runs in made.planned.values() for run in runs}
+    failed = set()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is fastest, and spins nothing on a shared machine
+    try:
+        for run in distinct.values():
+            try:
+                train_run(run.config.to_dict())
+            except Exception:  # recorded in the run's error.json, as a job records it
+                failed.add(run.name)
+    finally:
+        torch.set_num_threads(threads)
+    assert failed == {made.broken.name}, f"runs failed unexpectedly: {failed - {made.broken.name}}"
+    for name, _, _ in PIPELINE:
+        made.aggregated[name] = call(aggregate.main, [*made.options(name), "--results-dir", str(made.results_dir)])
+    made.plotted = call(plots.main, [*(name for name, _, _ in PIPELINE), "--results-dir", str(made.results_dir)])
+    return made

@@ -1,0 +1,90 @@
+"""Figures and the results report, rendered from the CSVs the real pipeline wrote (tests/results_pipeline.py)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import matplotlib.image
+import pandas as pd
+import pytest
+from results_pipeline import PIPELINE, Build, call
+
+from experiments import plots
+from experiments.catalog import experiment_names, get_experiment
+from experiments.results import ResultsError, figure_path, load_results
+
+
+def test_every_catalog_experiment_has_a_figure_layout() -> None:
+    assert set(plots.PLOTS) == set(experiment_names())
+
+
+def test_each_figure_is_written_as_png_and_pdf(results_build: Build) -> None:
+    code, out, err = results_build.plotted
+    assert code == 0, err
+    for name, _, _ in PIPELINE:
+        png, pdf = figure_path(results_build.results_dir, name), figure_path(results_build.results_dir, name, ".pdf")
+        assert f"wrote {png}" in out and f"wrote {pdf}" in out
+        assert pdf.read_bytes().startswith(b"%PDF")
+        height, width, _ = matplotlib.image.imread(png).shape
+        figure = plots.plot(name, load_results(name, results_build.results_dir))
+        expected = figure.get_size_inches() * plots.DPI
+        assert (width, height) == pytest.approx(tuple(expected), abs=2)  # dpi 200, the figure's own size
+    assert not [p for p in (results_build.results_dir / "figures").iterdir() if p.suffix not in (".png", ".pdf")]
+
+
+def test_figures_have_the_papers_axes(results_build: Build) -> None:
+    def axes(name: str) -> list:
+        return [ax for ax in plots.plot(name, load_results(name, results_build.results_dir)).axes
+                if ax.get_visible() and ax.get_label() != "<colorbar>"]
+
+    fig4b, = axes("fig4b")
+    assert fig4b.get_xscale() == "log" and "|D_aux|" in fig4b.get_xlabel()
+    assert [ax.get_xscale() for ax in axes("fig6")] == ["log", "log"]
+    velocity, losses = axes("fig7")
+    assert velocity.get_yscale() == "log"
+    assert {line.get_label() for line in losses.get_lines()} == {"train", "validation", "test"}
+    fig5, = axes("fig5")
+    assert {line.get_label() for line in fig5.get_lines()} >= {"NeVe", "Baseline"}
+    assert fig5.get_xlabel() == "epoch" and "(%)" in fig5.get_ylabel()
+    fig4a, = axes("fig4a")
+    results = load_results("fig4a", results_build.results_dir)
+    held = sorted(results.cells[results.cells["holdout_images"] > 0]["holdout_images"])
+    vloss = next(bars for bars in fig4a.containers if bars.get_label().startswith("V.Loss"))
+    assert sorted(vloss.lines[0].get_xdata()) == held  # x = images held out (fraction x 1,497 training images)
+    assert len(axes("table2")) == 4  # one panel per block
+    assert len(axes("demo")) == 3
+
+
+def test_a_malformed_csv_is_a_clear_error(results_build: Build, tmp_path: Path) -> None:
+    results_dir = tmp_path / "results"
+    shutil.copytree(results_build.results_dir, results_dir)
+    runs = results_dir / "fig5_runs.csv"
+    pd.read_csv(runs).drop(columns=["acc"]).to_csv(runs, index=False)
+    code, _, err = call(plots.main, ["fig5", "--results-dir", str(results_dir)])
+    assert code == 2 and "fig5_runs.csv lacks the column(s) acc" in err and "experiments.aggregate fig5" in err
+
+    cells = results_dir / "fig8.csv"
+    frame = pd.read_csv(cells)
+    frame["mean"] = "about ninety"
+    frame.to_csv(cells, index=False)
+    with pytest.raises(ResultsError, match="column 'mean' must hold numbers"):
+        load_results("fig8", results_dir)
+
+    (results_dir / "fig7_epochs.csv").write_text('epoch,"unclosed\n1,2,3,4\n')
+    with pytest.raises(ResultsError, match="fig7_epochs.csv"):
+        load_results("fig7", results_dir)
+
+    (results_dir / "fig6.csv").unlink()
+    code, _, err = call(plots.main, ["fig6", "--results-dir", str(results_dir)])
+    assert code == 2 and "fig6.csv does not exist" in err
+
+
+def test_the_report_shows_every_table_and_figure(results_build: Build) -> None:
+    readme = (results_build.results_dir / "README.md").read_text()
+    for name, _, _ in PIPELINE:
+        assert f"## {name}: {get_experiment(name).title}" in readme
+        assert f"![{name}](figures/{name}.png)" in readme
+    assert "Miniature rehearsal" in readme
+    assert "| NeVe |" in readme and "p (Welch)" in readme
+    assert "Not aggregated yet: `table1`" in readme

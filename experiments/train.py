@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="Gaussian aux images: normal = N(0, 1); uint8 = the authors' randn through "
                                "ToPILImage/ToTensor (x255, wrapped to uint8, /255: ~uniform in [0, 1])")
     fidelity.add_argument("--plateau-rule", choices=PLATEAU_RULES,
-                          help="code: skip the plateau step when D == 0 exactly and never cut the lr below 1e-8")
+                          help="code: skip the plateau step when D == 0 exactly and any lr cut of 1e-8 or less "
+                               "(torch's eps: the lr stops just above 1e-8); V.Loss gets the 1e-8 rule only")
     fidelity.add_argument("--resnet-variant", choices=RESNET_VARIANTS,
                           help="CIFAR ResNets: paper = option-A zero channels on both sides, Kaiming fan-in; "
                                "code = zero channels appended after the input's, Kaiming fan-out")

@@ -9,9 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from neve.controller import check_alpha, check_epsilon, check_patience
+from neve.aux import AUX_NOISES
+from neve.controller import PLATEAU_RULES, check_alpha, check_epsilon, check_patience
+from neve.models.resnet_cifar import RESNET_VARIANTS
 from neve.precision import PRECISIONS
 from neve.recipes import OPTIMIZER_DEFAULT_LR, recipe_for
+from neve.velocity import VELOCITY_FORMS
 
 AUX_KINDS = ("gaussian", "val", "train")
 #: Extra sets whose velocity is recorded each epoch beside the aux set's (Fig. 7): ``velocity_<set>`` columns.
@@ -32,10 +35,6 @@ FIDELITY_DEFAULTS: dict[str, dict[str, Any]] = {
     "code": {"velocity_form": "signed", "aux_noise": "uint8", "plateau_rule": "code", "resnet_variant": "code",
              "test_augmentation": None},  # None: the authors' Label Wave loader only (resolved per method)
 }
-VELOCITY_FORMS = ("paper", "signed")
-AUX_NOISES = ("normal", "uint8")
-PLATEAU_RULES = ("paper", "code")
-RESNET_VARIANTS = ("paper", "code")
 
 
 @dataclass

@@ -27,6 +27,36 @@ def check_epsilon(epsilon: float) -> None:
         raise ValueError(f"epsilon (the stop threshold) must be > 0, got {epsilon}; the paper uses 1e-3")
 
 
+#: How the plateau detector drives the lr: ``paper`` (ReduceLROnPlateau on D^t, spec section 3) or ``code``
+#: (the authors' scheduler: not stepped when D^t is exactly 0, and a cut that would lower the lr by
+#: :data:`CODE_LR_EPS` or less is skipped).
+PLATEAU_RULES = ("paper", "code")
+#: torch ReduceLROnPlateau's ``eps``, which the authors' scheduler keeps (with ``min_lr`` 0): a cut that changes
+#: the lr by 1e-8 or less is not applied, so the lr stops decaying just above 1e-8 (alpha 0.5 from 0.1: 1.19e-8).
+CODE_LR_EPS = 1e-8
+
+
+def check_plateau_rule(rule: str) -> None:
+    if rule not in PLATEAU_RULES:
+        raise ValueError(f"plateau_rule must be one of {PLATEAU_RULES}, got {rule!r}: 'paper' is spec section 3, "
+                         "'code' the authors' scheduler")
+
+
+def min_lr_change(plateau_rule: str) -> float | None:
+    """The smallest lr cut the rule applies (None: every cut), for :func:`scale_lr`."""
+    check_plateau_rule(plateau_rule)
+    return CODE_LR_EPS if plateau_rule == "code" else None
+
+
+def decayed_lr(lr: float, factor: float, min_change: float | None = None) -> float:
+    """``lr * factor``; with ``min_change``, ``lr`` unchanged when the cut would be no larger than it
+    (ReduceLROnPlateau: ``if old_lr - new_lr > eps``)."""
+    new = lr * factor
+    if min_change is not None and not lr - new > min_change:
+        return lr
+    return new
+
+
 class Plateau:
     """ReduceLROnPlateau's rule in 'min' mode with threshold 0, on any signal.
 
@@ -59,35 +89,53 @@ class Plateau:
 
 
 class NeVeRule:
-    """NeVe's decisions from velocity reports alone: decay on a plateau of D^t, stop when V^t < epsilon."""
+    """NeVe's decisions from velocity reports alone: decay on a plateau of D^t, stop when V^t < epsilon.
 
-    def __init__(self, *, alpha: float = 0.5, patience: int = 10, epsilon: float = 1e-3) -> None:
+    ``plateau_rule="code"`` reproduces the authors' scheduler: an epoch whose D^t is exactly 0 does not step
+    the plateau detector (their ``if mse:`` test), and the caller applies the cut with
+    ``min_change=rule.min_lr_change`` (no cut of 1e-8 or less).
+    """
+
+    def __init__(self, *, alpha: float = 0.5, patience: int = 10, epsilon: float = 1e-3,
+                 plateau_rule: str = "paper") -> None:
         check_alpha(alpha)
         check_epsilon(epsilon)
-        self.alpha, self.epsilon = alpha, epsilon
+        self.min_lr_change = min_lr_change(plateau_rule)
+        self.alpha, self.epsilon, self.plateau_rule = alpha, epsilon, plateau_rule
         self.plateau = Plateau(patience)
         self.stop_epoch: int | None = None
 
     def decide(self, report: VelocityReport) -> tuple[bool, bool]:
-        """(reduce the lr now, velocity is below epsilon now) for the epoch of ``report``."""
-        reduce = report.velocity_change is not None and self.plateau.step(report.velocity_change)
+        """(the plateau fired: cut the lr now, velocity is below epsilon now) for the epoch of ``report``."""
+        change = report.velocity_change
+        stepped = change is not None and not (self.plateau_rule == "code" and change == 0.0)
+        reduce = stepped and self.plateau.step(change)
         stop = report.model_velocity < self.epsilon
         if stop and self.stop_epoch is None:
             self.stop_epoch = report.epoch
         return reduce, stop
 
     def state_dict(self) -> dict[str, Any]:
-        return {"alpha": self.alpha, "epsilon": self.epsilon, "plateau": self.plateau.state_dict(),
-                "stop_epoch": self.stop_epoch}
+        return {"alpha": self.alpha, "epsilon": self.epsilon, "plateau_rule": self.plateau_rule,
+                "plateau": self.plateau.state_dict(), "stop_epoch": self.stop_epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        rule = state.get("plateau_rule", "paper")  # states written before the code rule existed are the paper's
+        if rule != self.plateau_rule:
+            raise ValueError(f"this NeVe state was taken with plateau_rule={rule!r}, this rule uses "
+                             f"{self.plateau_rule!r}; resume with the same plateau rule (--plateau-rule / --fidelity)")
         self.alpha, self.epsilon, self.stop_epoch = state["alpha"], state["epsilon"], state["stop_epoch"]
         self.plateau.load_state_dict(state["plateau"])
 
 
-def scale_lr(optimizer: Optimizer, factor: float) -> None:
+def scale_lr(optimizer: Optimizer, factor: float, min_change: float | None = None) -> bool:
+    """Every param group's lr times ``factor`` (see :func:`decayed_lr` for ``min_change``); True if one changed."""
+    changed = False
     for group in optimizer.param_groups:
-        group["lr"] *= factor
+        new = decayed_lr(group["lr"], factor, min_change)
+        changed = changed or new != group["lr"]
+        group["lr"] = new
+    return changed
 
 
 @dataclass
@@ -110,13 +158,19 @@ class NeVe:
     the velocity, decays every param group's lr by ``alpha`` when the velocity change plateaus for
     more than ``patience`` epochs, and reports ``stop`` when the velocity is below ``epsilon``.
     Extra keyword arguments (``modules=``, ``batch_size=``) go to :class:`VelocityMonitor`.
+
+    The paper's text is the default; the authors' code differs in two places, each selectable:
+    ``velocity_form="signed"`` (no absolute value in the recursion, see
+    :class:`~neve.velocity.VelocityTracker`) and ``plateau_rule="code"`` (no plateau step when D^t == 0,
+    no lr cut of 1e-8 or less).
     """
 
     def __init__(self, model: nn.Module, optimizer: Optimizer, aux: AuxSet, *, alpha: float = 0.5,
-                 patience: int = 10, epsilon: float = 1e-3, mu: float = 0.5, **monitor_options: Any) -> None:
-        self.rule = NeVeRule(alpha=alpha, patience=patience, epsilon=epsilon)
+                 patience: int = 10, epsilon: float = 1e-3, mu: float = 0.5, velocity_form: str = "paper",
+                 plateau_rule: str = "paper", **monitor_options: Any) -> None:
+        self.rule = NeVeRule(alpha=alpha, patience=patience, epsilon=epsilon, plateau_rule=plateau_rule)
         self.optimizer = optimizer
-        self.monitor = VelocityMonitor(model, aux, mu=mu, **monitor_options)
+        self.monitor = VelocityMonitor(model, aux, mu=mu, velocity_form=velocity_form, **monitor_options)
 
     @property
     def stop_epoch(self) -> int | None:
@@ -126,10 +180,9 @@ class NeVe:
     def step(self) -> NeVeDecision:
         report = self.monitor.measure()
         reduce, stop = self.rule.decide(report)
-        if reduce:
-            scale_lr(self.optimizer, self.rule.alpha)
+        reduced = reduce and scale_lr(self.optimizer, self.rule.alpha, self.rule.min_lr_change)
         lr = self.optimizer.param_groups[0]["lr"]
-        return NeVeDecision(report.epoch, report.model_velocity, report.velocity_change, lr, reduce, stop, report)
+        return NeVeDecision(report.epoch, report.model_velocity, report.velocity_change, lr, reduced, stop, report)
 
     def state_dict(self) -> dict[str, Any]:
         """Controller and monitor state; the optimizer (and its lr) is saved by its owner."""

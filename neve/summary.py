@@ -26,6 +26,8 @@ def summarize(records: list[dict[str, Any]], config: dict[str, Any]) -> dict[str
         "final_test_acc": last["test_acc"],
         "wall_seconds": sum(r["seconds"] for r in records),
         "diverged": not math.isfinite(last["train_loss"]),
+        # True: every test accuracy here was measured on augmented test images (the authors' Label Wave loader).
+        "test_augmentation": bool(config.get("test_augmentation")),
     }
     summary["stop_epoch"], summary["test_acc_at_stop"] = _accuracy_at(_first(records, "method_stop"))
     summary["neve_stop_epoch"], summary["test_acc_at_neve_stop"] = _accuracy_at(_first(records, "neve_stop"))

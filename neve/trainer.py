@@ -13,6 +13,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ from neve.config import RunConfig, config_differences
 from neve.data import DataSplits, load_data
 from neve.io import atomic_torch_save
 from neve.methods import Decision, EpochResult, Policy, Stepper, method_class
-from neve.models import create_model
+from neve.models import create_model, model_variants
+from neve.models.registry import DEFAULT_VARIANT
 from neve.precision import autocast_dtype
 from neve.records import RunLog
 from neve.summary import summarize
@@ -76,15 +78,24 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def build_aux(config: RunConfig, data: DataSplits) -> Tensor:
-    """The aux set the config names: Gaussian noise, real train/val images, or an image folder."""
+    """The aux set the config names: Gaussian noise (N(0, 1), or the authors' uint8-wrapped kind), real
+    train/val images, or an image folder."""
     if config.aux == "gaussian":
-        return gaussian_aux(config.aux_size, data.image_shape, seed=config.seed)
+        return gaussian_aux(config.aux_size, data.image_shape, seed=config.seed, noise=config.aux_noise)
     if config.aux in ("train", "val"):
         return data.aux_images(config.aux, config.aux_size, seed=config.seed)
     from neve.data.folder import folder_images
 
     path = config.aux.removeprefix("folder:")
     return folder_images(path, config.aux_size, data.image_shape, data.mean, data.std, seed=config.seed)
+
+
+def build_model(config: RunConfig, data: DataSplits) -> nn.Module:
+    """The config's model for the data, untrained; ``resnet_variant`` applies to the CIFAR ResNets (the
+    only models with an authors' variant) and is ignored for the others."""
+    variant = config.resnet_variant if config.resnet_variant in model_variants(config.model) else DEFAULT_VARIANT
+    return create_model(config.model, data.num_classes, in_chans=data.image_shape[0],
+                        image_size=data.image_shape[-1], variant=variant)
 
 
 @dataclass
@@ -120,19 +131,24 @@ class Trainer:
         seed_everything(c.seed)
         data = load_data(c.dataset, c.data_root, batch_size=c.batch_size, holdout=c.holdout,
                          label_noise=c.label_noise, seed=c.seed, device=self.device, download=c.download,
-                         num_workers=c.num_workers, image_size=c.image_size)
-        model = create_model(c.model, data.num_classes, in_chans=data.image_shape[0],
-                             image_size=data.image_shape[-1])
+                         num_workers=c.num_workers, image_size=c.image_size,
+                         test_augmentation=c.test_augmentation)
+        if c.test_augmentation:
+            log.warning("the test set is evaluated WITH the training augmentation (random crop/flip), as the "
+                        "authors' Label Wave loader did: test accuracies of this run are not clean ones")
+        model = build_model(c, data)
         model.to(self.device, memory_format=torch.channels_last)
         if checkpoint:
             model.load_state_dict(checkpoint["model"])
         policy = policy_cls(c)
         policy.start_training(data.train.num_samples)
         stepper = policy.build_stepper(model)
-        monitor = VelocityMonitor(model, build_aux(c, data), mu=c.mu, batch_size=c.aux_batch_size)
+        monitor = VelocityMonitor(model, build_aux(c, data), mu=c.mu, batch_size=c.aux_batch_size,
+                                  velocity_form=c.velocity_form)
         # Fig. 7: the same velocity measured on real training / validation images, recorded beside the aux set's.
         set_monitors = {name: VelocityMonitor(model, data.aux_images(name, c.aux_size, seed=c.seed), mu=c.mu,
-                                              batch_size=c.aux_batch_size) for name in c.velocity_sets}
+                                              batch_size=c.aux_batch_size, velocity_form=c.velocity_form)
+                        for name in c.velocity_sets}
         records: list[dict[str, Any]] = []
         start_epoch, wandb_id = 0, None
         if checkpoint:
@@ -170,8 +186,8 @@ class Trainer:
         policy.start_epoch(epoch, stepper)
         lr = stepper.lr
         train = self._train_epoch(epoch, model, data, policy, stepper)
-        val = self._evaluate(model, data.val) if data.val is not None else None
-        test = self._evaluate(model, data.test)
+        val = self._evaluate(model, data.val.batches(epoch)) if data.val is not None else None
+        test = self._evaluate(model, data.test.batches(epoch))  # the same batches each epoch, unless augmented
         report = monitor.measure()
         set_velocities = {f"velocity_{name}": m.measure().model_velocity for name, m in set_monitors.items()}
         result = EpochResult(epoch, train.loss, train.acc, test.loss, test.acc,
@@ -217,13 +233,13 @@ class Trainer:
         return EvalMetrics(float(loss_sum) / seen, float(correct) / seen)
 
     @torch.no_grad()
-    def _evaluate(self, model: nn.Module, stream: Any) -> EvalMetrics:
+    def _evaluate(self, model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]) -> EvalMetrics:
         model.eval()
         # Summed on the device, read once: no GPU sync per batch.
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
         seen = 0
-        for images, labels in stream:
+        for images, labels in batches:
             images = images.contiguous(memory_format=torch.channels_last)
             with self._autocast():
                 logits = model(images)

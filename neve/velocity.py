@@ -36,7 +36,9 @@ class VelocityReport:
     """One measurement: per-neuron change rate and velocity, and their model-level summaries."""
 
     epoch: int
+    #: V^t: mean |v_i^t| over every neuron of every measured layer.
     model_velocity: float
+    #: Module name -> v_i^t per neuron (signed under ``velocity_form="signed"``).
     layers: dict[str, Tensor]
     rho: dict[str, Tensor]
     #: D^t of spec section 3: mean over layers of mean (v^t - v^{t-1})^2; None at t = 1.
@@ -78,17 +80,32 @@ def cosine_from_sums(dot: Tensor, sq_now: Tensor, sq_before: Tensor) -> Tensor:
     return torch.where(now_zero & before_zero, torch.ones_like(rho), rho)
 
 
+#: The velocity recursion: ``paper`` (eq. 2, absolute value inside) or ``signed`` (the authors' code).
+VELOCITY_FORMS = ("paper", "signed")
+
+
+def check_velocity_form(form: str) -> None:
+    if form not in VELOCITY_FORMS:
+        raise ValueError(f"velocity_form must be one of {VELOCITY_FORMS}, got {form!r}: 'paper' is eq. 2, "
+                         "'signed' the authors' code")
+
+
 class VelocityTracker:
     """The velocity recursion of eq. 2 over successive change rates; shared by every measuring method.
 
-    v^t = |(1 - rho^t) - mu * v^{t-1}|, v^0 = 0. The paper's absolute value is applied inside the
-    recursion (the authors' code applies it only when averaging).
+    ``form="paper"`` (default): v^t = |(1 - rho^t) - mu * v^{t-1}|, v^0 = 0, as the paper writes it.
+    ``form="signed"``: the authors' code, v^t = (1 - rho^t) - mu * v^{t-1} without the absolute value, so a
+    neuron whose change rate falls below mu * v^{t-1} gets a negative velocity that feeds the next step;
+    V^t is the mean of |v^t| and D^t is computed from the signed v. Either way the reports carry the v the
+    recursion uses (signed in the signed form) and V^t >= 0.
     """
 
-    def __init__(self, mu: float) -> None:
+    def __init__(self, mu: float, form: str = "paper") -> None:
         if not 0.0 <= mu < 1.0:
             raise ValueError(f"mu must be in [0, 1), got {mu}; the paper uses 0.5")
+        check_velocity_form(form)
         self.mu = mu
+        self.form = form
         self.epoch = 0
         self.velocity: dict[str, Tensor] = {}
 
@@ -101,19 +118,25 @@ class VelocityTracker:
             before = previous.get(name, torch.zeros_like(layer_rho))
             if before.shape != layer_rho.shape:
                 raise ValueError(f"layer {name!r} had {before.numel()} neurons and now has {layer_rho.numel()}")
-            velocity[name] = ((1.0 - layer_rho) - self.mu * before).abs()
+            signed = (1.0 - layer_rho) - self.mu * before
+            velocity[name] = signed if self.form == "signed" else signed.abs()
         change = None
         if self.epoch >= 1:
             change = float(torch.stack([((velocity[n] - previous[n]) ** 2).mean() for n in velocity]).mean())
         self.epoch += 1
         self.velocity = velocity
-        model_velocity = float(torch.cat(list(velocity.values())).mean())
+        model_velocity = float(torch.cat(list(velocity.values())).abs().mean())
         return VelocityReport(self.epoch, model_velocity, velocity, rho, change)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"mu": self.mu, "epoch": self.epoch, "velocity": {k: v.clone() for k, v in self.velocity.items()}}
+        return {"mu": self.mu, "form": self.form, "epoch": self.epoch,
+                "velocity": {k: v.clone() for k, v in self.velocity.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        form = state.get("form", "paper")  # states written before the signed form existed are eq. 2's
+        if form != self.form:
+            raise ValueError(f"this velocity state was computed with velocity_form={form!r}, this tracker uses "
+                             f"{self.form!r}; resume with the same velocity form (--velocity-form / --fidelity)")
         self.mu, self.epoch = float(state["mu"]), int(state["epoch"])
         self.velocity = {k: v.clone() for k, v in state["velocity"].items()}
 
@@ -200,13 +223,15 @@ class VelocityMonitor:
     Construction takes the t = 0 reference (the model as it is now); each ``measure()`` compares
     the model with the previous measurement and returns a :class:`VelocityReport`. Measuring
     leaves the model as it found it: modes restored, no gradients, BatchNorm statistics untouched,
-    hooks removed, fp32 even inside an autocast region.
+    hooks removed, fp32 even inside an autocast region. ``velocity_form="signed"`` uses the authors'
+    recursion instead of eq. 2 (see :class:`VelocityTracker`).
     """
 
     def __init__(self, model: nn.Module, aux: AuxSet, *, mu: float = 0.5, modules: ModuleSelection = None,
-                 batch_size: int = 16) -> None:
+                 batch_size: int = 16, velocity_form: str = "paper") -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        check_velocity_form(velocity_form)
         check_aux(aux)
         self.model = model
         self.aux = aux
@@ -216,7 +241,7 @@ class VelocityMonitor:
         #: (e.g. nn.MultiheadAttention's out_proj, timm SwinV2's attn.qkv: their weights are applied
         #: with F.linear); a layer named or chosen by the caller must run.
         self.skip_uncalled = modules is None
-        self.tracker = VelocityTracker(mu)
+        self.tracker = VelocityTracker(mu, velocity_form)
         self.reference = snapshot(model)
 
     @property

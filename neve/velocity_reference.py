@@ -39,7 +39,8 @@ class StoredActivationsVelocity:
     """
 
     def __init__(self, model: nn.Module, aux: AuxSet, *, mu: float = 0.5, modules: ModuleSelection = None,
-                 batch_size: int = 16, storage_device: str | torch.device = "cpu") -> None:
+                 batch_size: int = 16, storage_device: str | torch.device = "cpu",
+                 velocity_form: str = "paper") -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
         check_aux(aux)
@@ -49,7 +50,7 @@ class StoredActivationsVelocity:
         self.storage_device = torch.device(storage_device)
         self.modules = select_modules(model, modules)
         self.skip_uncalled = modules is None  # as VelocityMonitor: default-selected layers that never run
-        self.tracker = VelocityTracker(mu)
+        self.tracker = VelocityTracker(mu, velocity_form)
         self.previous = self.record()
 
     @property

@@ -46,12 +46,15 @@ def load_data(
     download: bool = True,
     num_workers: int = 4,
     image_size: int | None = None,
+    test_augmentation: bool = False,
 ) -> DataSplits:
     """Load dataset ``name`` from ``root`` as train / val / test streams.
 
     ``holdout``: a float in [0, 1) (fraction) or an int (count) of the training set moved, seeded by ``seed``,
     to ``val`` (None when 0). ``label_noise``: symmetric noise rate applied, seeded by ``seed``, to the
     remaining training labels only. ``image_size``: side of the model input (default: the dataset's own).
+    ``test_augmentation``: the test stream applies the training augmentation, drawn per (seed, epoch) in
+    ``test.batches(epoch)`` -- what the authors' Label Wave loader did; its accuracy is not a clean test accuracy.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
@@ -72,6 +75,7 @@ def load_data(
         download=bool(download),
         num_workers=int(num_workers),
         image_size=None if image_size is None else int(image_size),
+        test_augmentation=bool(test_augmentation),
     )
 
 

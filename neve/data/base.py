@@ -98,10 +98,21 @@ class TrainStream(Stream):
 
 class EvalStream(Stream):
     """Unaugmented, normalized ``(images, labels)`` batches in a fixed order (labels on the device too);
-    ``labels`` is in iteration order."""
+    ``labels`` is in iteration order.
+
+    A stream built with the training augmentation (``augmented``: the authors' Label Wave test loader) draws
+    it from a generator seeded by (seed, epoch) in :meth:`batches`; iterating it directly is epoch 0.
+    """
+
+    augmented: bool = False
 
     @abstractmethod
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]: ...
+
+    def batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """The batches of one evaluation at ``epoch``: the same for every epoch unless ``augmented``."""
+        del epoch
+        return iter(self)
 
     @abstractmethod
     def images(self, indices: Tensor) -> Tensor:
@@ -196,8 +207,18 @@ class TensorTrainStream(TrainStream):
             yield normalize_uint8(raw, self._mean, self._std), self._labels_dev[index], index
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """The training stream's random crop (zero padding ``pad``) and horizontal flip, applied to an evaluation
+    stream (the authors' Label Wave test loader), drawn per (``seed``, epoch)."""
+
+    pad: int
+    flip: bool
+    seed: int
+
+
 class TensorEvalStream(EvalStream):
-    """GPU-resident evaluation split: fixed order, no augmentation."""
+    """GPU-resident evaluation split: fixed order, no augmentation unless ``augmentation`` is given."""
 
     def __init__(
         self,
@@ -207,6 +228,7 @@ class TensorEvalStream(EvalStream):
         batch_size: int,
         mean: tuple[float, ...],
         std: tuple[float, ...],
+        augmentation: Augmentation | None = None,
     ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4 or len(images) != len(labels):
             raise ValueError("expected uint8 images (N, C, H, W) and as many labels")
@@ -217,14 +239,26 @@ class TensorEvalStream(EvalStream):
         self.batch_size = int(batch_size)
         self._mean = _as_stats(mean, self.device)
         self._std = _as_stats(std, self.device)
+        self.augmentation = augmentation
+        self.augmented = augmentation is not None
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        for start in range(0, self.num_samples, self.batch_size):
-            stop = min(start + self.batch_size, self.num_samples)
-            yield (
-                normalize_uint8(self._images[start:stop], self._mean, self._std),
-                self._labels_dev[start:stop],
-            )
+        return self.batches(0)
+
+    def batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        n, augment = self.num_samples, self.augmentation
+        if augment is not None:  # drawn up front from the (seed, epoch) generator, as the training stream does
+            generator = make_generator("test-augmentation", augment.seed, int(epoch))
+            dx = torch.randint(0, 2 * augment.pad + 1, (n,), generator=generator).to(self.device)
+            dy = torch.randint(0, 2 * augment.pad + 1, (n,), generator=generator).to(self.device)
+            flips = (torch.rand(n, generator=generator) < 0.5).to(self.device) if augment.flip else None
+        for start in range(0, n, self.batch_size):
+            stop = min(start + self.batch_size, n)
+            raw = self._images[start:stop]
+            if augment is not None:
+                raw = crop_flip(raw, augment.pad, dx[start:stop], dy[start:stop],
+                                None if flips is None else flips[start:stop])
+            yield normalize_uint8(raw, self._mean, self._std), self._labels_dev[start:stop]
 
     def images(self, indices: Tensor) -> Tensor:
         raw = self._images[indices.to(self.device)]
@@ -292,7 +326,7 @@ DATASETS: dict[str, Builder] = {}
 
 def register_dataset(name: str) -> Callable[[Builder], Builder]:
     """Decorator: register a builder ``fn(root: Path, *, batch_size, eval_batch_size, holdout, label_noise,
-    seed, device, download, num_workers, image_size) -> DataSplits`` under ``name``."""
+    seed, device, download, num_workers, image_size, test_augmentation) -> DataSplits`` under ``name``."""
 
     def decorate(builder: Builder) -> Builder:
         if name in DATASETS:

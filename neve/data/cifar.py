@@ -176,6 +176,7 @@ def _build_cifar(name: str, root: str | Path, **kw: Any) -> DataSplits:
         device=device,
         synthetic=arrays["synthetic"],
         classes=arrays["classes"],
+        test_augmentation=kw.get("test_augmentation", False),
     )
 
 

@@ -69,4 +69,5 @@ def build_digits(root: str | Path, **kw: Any) -> DataSplits:
         seed=kw["seed"],
         device=torch.device(kw["device"]),
         classes=tuple(str(d) for d in range(10)),
+        test_augmentation=kw.get("test_augmentation", False),
     )

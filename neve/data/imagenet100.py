@@ -179,22 +179,44 @@ class ImageFolderTrainStream(TrainStream):
 
 
 class ImageFolderEvalStream(EvalStream):
+    """Fixed order. Unaugmented, unless ``augment_seed`` is given and ``dataset`` is in train mode: then each
+    epoch's random crop and flip of a sample come from a generator seeded per (seed, epoch, sample)."""
+
     def __init__(
-        self, dataset: _ImageListDataset, *, batch_size: int, device: torch.device, num_workers: int
+        self,
+        dataset: _ImageListDataset,
+        *,
+        batch_size: int,
+        device: torch.device,
+        num_workers: int,
+        augment_seed: int | None = None,
     ) -> None:
+        if dataset.train != (augment_seed is not None):
+            raise ValueError("an augmented eval stream needs a train-mode dataset and a seed; a plain one neither")
         self.dataset = dataset
         self.labels = torch.tensor(dataset.labels, dtype=torch.int64)
         self.batch_size, self.device, self.num_workers = int(batch_size), device, num_workers
+        self.augment_seed = augment_seed
+        self.augmented = augment_seed is not None
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        return self.batches(0)
+
+    def batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        sampler = None
+        if self.augment_seed is not None:
+            generator = make_generator("test-augmentation", self.augment_seed, int(epoch))
+            sample_seeds = torch.randint(0, 2**62, (self.num_samples,), generator=generator)
+            sampler = list(zip(range(self.num_samples), sample_seeds.tolist(), strict=True))
         loader = DataLoader(
             self.dataset,
             batch_size=self.batch_size,
             shuffle=False,
+            sampler=sampler,
             generator=torch.Generator().manual_seed(0),
             **_loader_kwargs(self.num_workers, self.device),
         )
-        for images, labels in loader:
+        for images, labels, *_ in loader:  # an augmented (train-mode) dataset also yields the sample index
             yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
 
     def images(self, indices: Tensor) -> Tensor:
@@ -243,14 +265,9 @@ def build_imagenet100(root: str | Path, **kw: Any) -> DataSplits:
     evaluate = eval_transform(crop, resize)
     loader = train_folder.loader
 
+    train_transform = SeededTrainTransform(crop, resize, IMAGENET_MEAN, IMAGENET_STD)
     train = ImageFolderTrainStream(
-        _ImageListDataset(
-            part_paths,
-            noisy,
-            loader,
-            SeededTrainTransform(crop, resize, IMAGENET_MEAN, IMAGENET_STD),
-            train=True,
-        ),
+        _ImageListDataset(part_paths, noisy, loader, train_transform, train=True),
         noisy,
         clean,
         batch_size=batch_size,
@@ -266,10 +283,14 @@ def build_imagenet100(root: str | Path, **kw: Any) -> DataSplits:
     val = None
     if len(val_idx):
         val = eval_stream([train_paths[i] for i in val_idx.tolist()], train_targets[val_idx])
-    test = eval_stream(
-        [p for p, _ in val_folder.samples],
-        torch.tensor([t for _, t in val_folder.samples], dtype=torch.int64),
-    )
+    test_paths = [p for p, _ in val_folder.samples]
+    test_labels = torch.tensor([t for _, t in val_folder.samples], dtype=torch.int64)
+    if kw.get("test_augmentation", False):  # the training transform on the test set (the authors' Label Wave)
+        augmented = _ImageListDataset(test_paths, test_labels, loader, train_transform, train=True)
+        test = ImageFolderEvalStream(augmented, batch_size=eval_bs, device=device, num_workers=workers,
+                                     augment_seed=seed)
+    else:
+        test = eval_stream(test_paths, test_labels)
     return DataSplits(
         name="imagenet100",
         num_classes=len(classes),

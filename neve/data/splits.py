@@ -8,7 +8,7 @@ import numbers
 import torch
 from torch import Tensor
 
-from .base import DataSplits, TensorEvalStream, TensorTrainStream, make_generator
+from .base import Augmentation, DataSplits, TensorEvalStream, TensorTrainStream, make_generator
 
 
 def check_holdout(holdout: float | int) -> None:
@@ -105,8 +105,13 @@ def tensor_splits(
     device: torch.device,
     synthetic: bool = False,
     classes: tuple[str, ...] = (),
+    test_augmentation: bool = False,
 ) -> DataSplits:
-    """Holdout, then label noise on the remaining training part, then device-resident streams."""
+    """Holdout, then label noise on the remaining training part, then device-resident streams.
+
+    ``test_augmentation``: the test stream applies the training crop/flip, seeded per (seed, epoch), as the
+    authors' Label Wave loader did.
+    """
     check_label_noise(label_noise)
     eval_bs = int(eval_batch_size or batch_size)
     train_images = train_images.to(device)
@@ -127,7 +132,9 @@ def tensor_splits(
         part_images, noisy, clean, batch_size=batch_size, mean=mean, std=std, pad=pad, flip=flip, seed=seed
     )
     train_eval = TensorEvalStream(part_images, noisy, batch_size=eval_bs, mean=mean, std=std)
-    test = TensorEvalStream(test_images, test_labels, batch_size=eval_bs, mean=mean, std=std)
+    augmentation = Augmentation(pad=pad, flip=flip, seed=seed) if test_augmentation else None
+    test = TensorEvalStream(test_images, test_labels, batch_size=eval_bs, mean=mean, std=std,
+                            augmentation=augmentation)
     return DataSplits(
         name=name,
         num_classes=num_classes,

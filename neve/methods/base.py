@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from neve.controller import scale_lr
 from neve.velocity import VelocityReport
 
 
@@ -69,9 +70,10 @@ class Stepper:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-    def scale_lr(self, factor: float) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] *= factor
+    def scale_lr(self, factor: float, min_change: float | None = None) -> bool:
+        """Every group's lr times ``factor``; with ``min_change``, no cut of that much or less (the authors'
+        scheduler). True if an lr changed."""
+        return scale_lr(self.optimizer, factor, min_change)
 
     def record(self) -> dict[str, float]:
         """Extra per-epoch record columns (the Ultimate Optimizer logs what it learned)."""

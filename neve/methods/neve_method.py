@@ -15,13 +15,13 @@ class NeVeMethod(Policy):
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
-        self.rule = NeVeRule(alpha=config.alpha, patience=config.patience, epsilon=config.epsilon)
+        self.rule = NeVeRule(alpha=config.alpha, patience=config.patience, epsilon=config.epsilon,
+                             plateau_rule=config.plateau_rule)
 
     def end_epoch(self, result: EpochResult, stepper: Stepper) -> Decision:
         reduce, stop = self.rule.decide(result.velocity)
-        if reduce:
-            stepper.scale_lr(self.rule.alpha)
-        return Decision(lr_reduced=reduce, stop=stop)
+        reduced = reduce and stepper.scale_lr(self.rule.alpha, self.rule.min_lr_change)
+        return Decision(lr_reduced=reduced, stop=stop)
 
     def state_dict(self) -> dict[str, Any]:
         return self.rule.state_dict()

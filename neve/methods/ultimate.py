@@ -110,7 +110,7 @@ class UltimateStepper(Stepper):
     def set_lr(self, lr: float) -> None:
         raise NotImplementedError("the Ultimate Optimizer learns its lr; it takes no lr schedule")
 
-    def scale_lr(self, factor: float) -> None:
+    def scale_lr(self, factor: float, min_change: float | None = None) -> bool:
         raise NotImplementedError("the Ultimate Optimizer learns its lr; it takes no lr schedule")
 
     def record(self) -> dict[str, float]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from neve.controller import Plateau
+from neve.controller import Plateau, min_lr_change
 from neve.methods.base import Decision, EpochResult, Policy, Stepper
 from neve.methods.registry import register_method
 
@@ -15,7 +15,9 @@ class ValidationLoss(Policy):
     """Decay by alpha when the validation loss plateaus for more than ``patience`` epochs; stop when it
     has not reached a new minimum for more than ``stop_patience`` epochs; report the best-validation model.
 
-    The authors' code leaves this early stop as a TODO; the rule here is classic early stopping.
+    The authors' code leaves this early stop as a TODO; the rule here is classic early stopping. Their V.Loss
+    runs use the same plateau scheduler object as NeVe, stepped every epoch (no D == 0 test, which only their
+    velocity path has): under ``plateau_rule="code"`` only its 1e-8 minimum cut applies here.
     """
 
     needs_holdout = True
@@ -23,6 +25,7 @@ class ValidationLoss(Policy):
     def __init__(self, config: Any) -> None:
         super().__init__(config)
         self.plateau = Plateau(config.patience)
+        self.min_lr_change = min_lr_change(config.plateau_rule)
         self.best_loss = math.inf
         self.epochs_since_best = 0
 
@@ -30,8 +33,7 @@ class ValidationLoss(Policy):
         if result.val_loss is None:
             raise ValueError("vloss needs a validation split: pass --holdout 0.1 (or 0.3)")
         reduce = self.plateau.step(result.val_loss)
-        if reduce:
-            stepper.scale_lr(self.config.alpha)
+        reduce = reduce and stepper.scale_lr(self.config.alpha, self.min_lr_change)
         improved = result.val_loss < self.best_loss
         if improved:
             self.best_loss, self.epochs_since_best = result.val_loss, 0

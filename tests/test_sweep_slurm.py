@@ -104,8 +104,8 @@ def test_a_requeued_job_resumes_to_the_same_records_and_w_and_b_run_and_a_failin
     # One W&B run, continued: two attempts' folders under the same id, grouped under the experiment's name.
     wandb_ids = [folder.name.rsplit("-", 1)[1] for folder in sorted((neve.run_dir / "wandb").glob("offline-run-*"))]
     assert len(wandb_ids) == 2 and len(set(wandb_ids)) == 1
-    first, resumed = (offline_run(neve.run_dir, wandb_ids[0], attempt) for attempt in (0, 1))
-    assert first["group"] == resumed["group"] == "tiny" and resumed["summary"]["epochs_run"] == 3
+    resumed = offline_run(neve.run_dir, wandb_ids[0], attempt=1)  # the killed attempt never wrote its end
+    assert resumed["group"] == "tiny" and resumed["summary"]["epochs_run"] == 3
     assert [row["epoch"] for row in resumed["history"] if "epoch" in row][-1] == 3
 
     capsys.readouterr()

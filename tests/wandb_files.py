@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 
@@ -43,6 +44,17 @@ def read_wandb_file(path: Path) -> list:
     return messages
 
 
+def complete_records(path: Path, timeout: float = 30.0) -> list:
+    """The file's records once its writer has flushed the run's end (the ``exit`` record): W&B's core process
+    can still be writing the file for a moment after ``run.finish()`` returns."""
+    deadline = time.monotonic() + timeout
+    while True:
+        messages = read_wandb_file(path)
+        if any(m.WhichOneof("record_type") == "exit" for m in messages) or time.monotonic() > deadline:
+            return messages
+        time.sleep(0.1)
+
+
 def item_key(item) -> str:
     return item.key or ".".join(item.nested_key)
 
@@ -55,7 +67,7 @@ def offline_run(run_dir: Path, wandb_id: str, attempt: int | None = None) -> dic
     (folder,) = folders if attempt is None else [folders[attempt]]
     (wandb_file,) = folder.glob("*.wandb")
     config, history, summary, group = {}, [], {}, None
-    for message in read_wandb_file(wandb_file):
+    for message in complete_records(wandb_file):
         kind = message.WhichOneof("record_type")
         if kind == "run":
             group = message.run.run_group or group

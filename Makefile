@@ -38,7 +38,7 @@ test: $(STAMP)  ## lint and run the test suite
 lint: $(STAMP)  ## ruff only
 	$(BIN)/ruff check .
 
-demo: $(STAMP)  ## Table II in miniature on digits, offline, ~N min on 2 CPU cores: runs, table, figure
+demo: $(STAMP)  ## Table II in miniature on digits, offline, CPU: runs, table and figure in results/
 	$(BIN)/python -m experiments.sweep demo --executor local --jobs 2 --wandb offline
 	$(BIN)/python -m experiments.aggregate demo
 	$(BIN)/python -m experiments.plots demo
@@ -52,7 +52,8 @@ figures: $(STAMP)  ## render every figure that has results, and results/README.m
 	$(BIN)/python -m experiments.plots --all
 
 train: $(STAMP)  ## one offline training run on the bundled digits data (override ARGS=...)
-	$(BIN)/python -m experiments.train --dataset digits --model resnet8 --method neve --wandb offline $(ARGS)
+	$(BIN)/python -m experiments.train --dataset digits --model resnet8 --method neve --batch-size 128 --epochs 30 \
+		--milestones 15,22 --patience 2 --precision fp32 --num-workers 0 --wandb offline $(ARGS)
 
 bench: $(STAMP)  ## speed and memory benchmarks (prints ratios)
 	$(BIN)/python benchmarks/velocity.py

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import math
-import signal
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from cli_runs import cli, records_without_seconds, wait_for
+from cli_runs import records_without_seconds, straight_and_resumed
 from torch import nn
 
 from neve import NeVe, NeVeRule, VelocityMonitor, VelocityTracker, gaussian_aux
@@ -344,18 +342,7 @@ def test_a_code_fidelity_run_killed_with_sigkill_resumes_to_the_same_records(tmp
     args = ["--dataset", "digits", "--model", "resnet8", "--method", "neve", "--fidelity", "code",
             "--test-augmentation", "--epochs", "3", "--patience", "0", "--aux-size", "16", "--wandb", "disabled",
             "--no-progress"]
-    straight = cli(*args, "--out", str(tmp_path / "straight"))
-    assert straight.wait() == 0, straight.stderr.read()
-
-    killed = tmp_path / "killed"
-    process = cli(*args, "--out", str(killed))
-    wait_for(killed / "checkpoint.pt", process)
-    time.sleep(0.3)  # into the next epoch
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (killed / "summary.json").exists(), "the run finished before it could be killed"
-    resumed = cli(*args, "--out", str(killed))
-    assert resumed.wait() == 0, resumed.stderr.read()
+    _, killed = straight_and_resumed(args, tmp_path)
 
     records = records_without_seconds(killed)
     assert records == records_without_seconds(tmp_path / "straight")

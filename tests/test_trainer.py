@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import signal
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from cli_runs import cli, records_without_seconds, wait_for
+from cli_runs import cli, records_without_seconds, straight_and_resumed, wait_for
 
 from neve.config import RunConfig
 from neve.records import read_records
@@ -108,18 +106,7 @@ def test_a_checkpoint_of_another_experiment_is_refused(tmp_path: Path) -> None:
 def test_a_run_killed_with_sigkill_resumes_to_the_same_records(tmp_path: Path, method: str) -> None:
     args = ["--dataset", "digits", "--model", "resnet8", "--method", method, "--epochs", "4", "--aux-size", "16",
             "--wandb", "disabled", "--no-progress", "--patience", "0", "--holdout", "0.1"]
-    straight = cli(*args, "--out", str(tmp_path / "straight"))
-    assert straight.wait() == 0, straight.stderr.read()
-
-    killed = tmp_path / "killed"
-    process = cli(*args, "--out", str(killed))
-    wait_for(killed / "checkpoint.pt", process)
-    time.sleep(0.3)  # into the next epoch
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (killed / "summary.json").exists(), "the run finished before it could be killed"
-    resumed = cli(*args, "--out", str(killed))
-    assert resumed.wait() == 0, resumed.stderr.read()
+    _, killed = straight_and_resumed(args, tmp_path)
 
     assert records_without_seconds(killed) == records_without_seconds(tmp_path / "straight")
     summary_a = json.loads((tmp_path / "straight" / "summary.json").read_text())

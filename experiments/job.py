@@ -20,6 +20,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 #: What a run's job returned: it trained to the end (or was already finished), or another job holds it.
 TRAINED, BUSY = "trained", "busy"
+#: A SLURM job waits this long for its run's lock: after a requeue, the killed attempt may still hold it.
+REQUEUE_LOCK_WAIT_S = 300.0
 
 
 class RunFailed(RuntimeError):
@@ -42,15 +45,21 @@ class RunFailed(RuntimeError):
 
 
 @contextmanager
-def run_lock(run_dir: Path) -> Iterator[bool]:
-    """Hold ``run_dir/.lock`` exclusively for the block; yields False (holding nothing) if another has it."""
+def run_lock(run_dir: Path, wait_s: float = 0.0) -> Iterator[bool]:
+    """Hold ``run_dir/.lock`` exclusively for the block; yields False (holding nothing) if another still has it
+    after ``wait_s`` seconds."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_s
     with open(run_dir / ".lock", "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(1.0)
         try:
             yield True
         finally:
@@ -68,13 +77,16 @@ def slurm_ids() -> dict[str, str]:
     return {}
 
 
-def train_run(config: dict[str, Any], log_path: str | None = None) -> str:
-    """Train (or resume, or skip if finished) one run; record a failure in its folder and re-raise it."""
+def train_run(config: dict[str, Any], log_path: str | None = None, wait_s: float = 0.0) -> str:
+    """Train (or resume, or skip if finished) one run; record a failure in its folder and re-raise it.
+
+    ``wait_s``: how long to wait for another holder of the run's lock (a requeued SLURM job's predecessor can
+    take a moment to die) before stepping aside."""
     from neve.trainer import train  # torch and the data stack: only in the process that trains
 
     run_config = RunConfig(**config).resolved()
     folder = RunFolder(Path(run_config.out))
-    with run_lock(folder.path) as locked:
+    with run_lock(folder.path, wait_s) as locked:
         if not locked:
             log.warning("%s is being trained by another job; skipping it here", folder.path)
             return BUSY
@@ -110,8 +122,9 @@ class TrainJob(submitit.helpers.Checkpointable):
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         log_path = _submitit_log()
         if len(self.configs) == 1:
-            return [train_run(self.configs[0], log_path)]
-        processes = [subprocess.Popen(run_command(config)) for config in self.configs]
+            return [train_run(self.configs[0], log_path, wait_s=REQUEUE_LOCK_WAIT_S)]
+        processes = [subprocess.Popen([*run_command(config), "--lock-wait", str(REQUEUE_LOCK_WAIT_S)])
+                     for config in self.configs]
         codes = [process.wait() for process in processes]
         failed = [config["out"] for config, code in zip(self.configs, codes, strict=True) if code != 0]
         if failed:
@@ -135,10 +148,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      description="Train one run of a sweep from its resolved config (internal).")
     parser.add_argument("--config-json", required=True, help="the run's resolved config as JSON")
     parser.add_argument("--log", help="the log file this process writes to, recorded on failure")
+    parser.add_argument("--lock-wait", type=float, default=0.0,
+                        help="seconds to wait for another job holding the run before stepping aside")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        train_run(json.loads(args.config_json), args.log)
+        train_run(json.loads(args.config_json), args.log, wait_s=args.lock_wait)
     except Exception as error:
         traceback.print_exc()
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)

@@ -3,6 +3,7 @@ a `scontrol requeue` resumed to the records of an uninterrupted run, a failing j
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -87,7 +88,9 @@ def test_a_requeued_job_resumes_to_the_same_records_and_w_and_b_run_and_a_failin
     assert sweep(runs_dir, profile, "--seeds", "1", "--wandb", "offline") == 0
     job_id = read_submitted(runs_dir / "sweeps" / "tiny")[neve.name]["job_id"]
 
-    # Freeze the NeVe run after its first epoch (so it cannot finish first), then requeue its job.
+    # Freeze the NeVe run after its first epoch, requeue its job, and kill the frozen attempt as a node failure
+    # would: Slurm's requeue sends SIGCONT + SIGTERM (which submitit ignores) and SIGKILLs only after KillWait,
+    # time enough for a tiny run to finish on an idle machine, leaving the restarted attempt nothing to resume.
     deadline = time.monotonic() + WAIT_S
     while not (neve.run_dir / "checkpoint.pt").exists():
         assert time.monotonic() < deadline, "the NeVe job never wrote a checkpoint"
@@ -95,6 +98,8 @@ def test_a_requeued_job_resumes_to_the_same_records_and_w_and_b_run_and_a_failin
     pid = json.loads((neve.run_dir / "running.json").read_text())["pid"]
     os.kill(pid, signal.SIGSTOP)
     slurm_cluster.requeue(job_id)
+    with contextlib.suppress(ProcessLookupError):  # Slurm may have killed it already
+        os.kill(pid, signal.SIGKILL)
 
     states = wait_until_done(list(runs.values()))
     assert states == ["failed", "finished"]

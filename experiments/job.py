@@ -31,6 +31,7 @@ import submitit
 
 from experiments.run_folder import RunFolder
 from neve.config import RunConfig
+from neve.records import forget_inherited_wandb_service
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ def train_run(config: dict[str, Any], log_path: str | None = None, wait_s: float
     take a moment to die) before stepping aside."""
     from neve.trainer import train  # torch and the data stack: only in the process that trains
 
+    forget_inherited_wandb_service()
     run_config = RunConfig(**config).resolved()
     folder = RunFolder(Path(run_config.out))
     with run_lock(folder.path, wait_s) as locked:

@@ -30,6 +30,7 @@ from neve.config import (
 from neve.methods import METHODS
 from neve.precision import PRECISIONS
 from neve.recipes import RECIPES
+from neve.records import forget_inherited_wandb_service
 
 
 def _milestones(text: str) -> tuple[int, ...]:
@@ -140,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     from neve.trainer import CheckpointError, train
+
+    forget_inherited_wandb_service()
 
     try:
         config = config_from_args(args).resolved()

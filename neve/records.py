@@ -26,6 +26,17 @@ _DEFAULT_WANDB_HOST = "https://api.wandb.ai"
 _INT = re.compile(r"[+-]?\d+")
 
 
+def forget_inherited_wandb_service() -> None:
+    """Let this training process start its own W&B service instead of the launcher's.
+
+    A process that used W&B (a notebook, a test, a sweep's submitter) leaves ``WANDB_SERVICE`` in the
+    environment its children inherit, and W&B then attaches them to its service. A resumed run would share it
+    with its killed attempt, whose run id the service still holds ("run ID ... is in use"), and on a SLURM
+    node the launcher's socket does not exist. Call it at the start of a process that trains, before W&B.
+    """
+    os.environ.pop("WANDB_SERVICE", None)
+
+
 def resolve_wandb_mode(mode: str) -> str:
     """Turn ``mode`` into one of "online", "offline", "disabled".
 

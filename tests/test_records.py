@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_runs import cli
 from wandb_files import offline_run
 
 from neve.records import RunLog, read_records, resolve_wandb_mode
@@ -71,6 +72,19 @@ def test_resume_keeps_the_checkpoint_records_and_the_wandb_run(tmp_path, isolate
     second.finish({"stop_epoch": 3})
     assert [row["epoch"] for row in read_records(run_dir)] == [1, 2, 3]
     assert len(list((run_dir / "wandb").glob(f"offline-run-*-{first.wandb_id}*"))) == 2
+
+
+def test_a_training_process_starts_its_own_wandb_service_not_its_launchers(tmp_path, isolated_env, monkeypatch):
+    # What a SLURM job inherits from a submitter that used W&B: the address of a service on another machine.
+    monkeypatch.setenv("WANDB_SERVICE", f"3-{os.getpid()}-unix-{tmp_path / 'login-node' / 'socket'}")
+    run_dir = tmp_path / "run"
+    process = cli("--dataset", "digits", "--model", "resnet8", "--epochs", "1", "--aux-size", "16", "--out",
+                  str(run_dir), "--wandb", "offline", "--no-progress")
+    _, err = process.communicate()
+    assert process.returncode == 0, err
+    (folder,) = (run_dir / "wandb").glob("offline-run-*")
+    wandb_run = offline_run(run_dir, folder.name.rsplit("-", 1)[1])
+    assert wandb_run["summary"]["epochs_run"] == 1
 
 
 def test_disabled_writes_files_without_importing_wandb(tmp_path):

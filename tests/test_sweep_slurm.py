@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import wandb
 from cli_runs import records_without_seconds
 from wandb_files import offline_run
 
@@ -85,6 +86,8 @@ def test_a_requeued_job_resumes_to_the_same_records_and_w_and_b_run_and_a_failin
     baseline.run_dir.mkdir(parents=True)
     (baseline.run_dir / "checkpoint.pt").write_bytes(b"not a checkpoint")  # its job will fail for real
     profile = write_profile(tmp_path / "cluster.toml", slurm_cluster)
+    wandb.setup()  # the submitter has a W&B service, as a notebook that logged would: its jobs must not share it
+    assert os.environ.get("WANDB_SERVICE")  # (they inherit its address; the resumed run's id would be in use)
     assert sweep(runs_dir, profile, "--seeds", "1", "--wandb", "offline") == 0
     job_id = read_submitted(runs_dir / "sweeps" / "tiny")[neve.name]["job_id"]
 

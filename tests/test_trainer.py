@@ -23,8 +23,6 @@ def run(tmp_path: Path, name: str = "run", **options) -> tuple[dict, list[dict]]
     return summary, read_records(tmp_path / name)
 
 
-
-
 @pytest.mark.parametrize("method", ["baseline", "none", "neve"])
 def test_each_method_runs_and_records_every_column(tmp_path: Path, method: str) -> None:
     summary, records = run(tmp_path, method=method)
@@ -96,10 +94,6 @@ def test_a_checkpoint_of_another_experiment_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="lr: 0.05 -> 0.01"):
         run(tmp_path, lr=0.01)
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == saved
-
-
-
-
 
 
 @pytest.mark.parametrize("method", ["neve", "vloss"])

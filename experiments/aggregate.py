@@ -34,13 +34,15 @@ from scipy import stats
 
 from experiments.catalog import MINIATURE_EPOCHS, TRAIN_SET_SIZE, Cell, Experiment, PlannedRun, get_experiment
 from experiments.results import (
+    CELL_COLUMNS,
     FINISHED,
     FLOAT_FORMAT,
     INTEGER,
+    RUN_COLUMNS,
     Results,
     markdown,
+    resolve_results_dir,
     results_path,
-    unfinished_markdown,
 )
 from experiments.run_folder import RunFolder, RunFolderError
 from experiments.sweep import plan, statuses
@@ -280,8 +282,6 @@ def _percent(value: Any) -> float:
 
 def _ordered(columns: Any, values: Sequence[str], varying: Sequence[str], table: str) -> list[str]:
     """Fixed columns in the schema's order, the cell values after ``cell``, config fields after ``model``."""
-    from experiments.results import CELL_COLUMNS, RUN_COLUMNS
-
     schema = list(RUN_COLUMNS if table == "runs" else CELL_COLUMNS)
     config = [f"config.{name}" for name in varying]
     ordered = schema[:2] + list(values) + schema[2:]
@@ -302,7 +302,7 @@ def aggregate(name: str, *, seeds: int | None = None, runs_dir: str | Path = "ru
               results_dir: str | Path | None = None) -> Aggregated:
     """Read the runs of experiment ``name`` (planned as the sweep plans them) and write its results CSVs."""
     experiment = get_experiment(name)
-    results_dir = Path(results_dir) if results_dir else default_results_dir(miniature)
+    results_dir = resolve_results_dir(results_dir, miniature)
     planned = plan(name, seeds=seeds, runs_dir=runs_dir, only=only, fidelity=fidelity, wandb="disabled",
                    miniature=miniature, miniature_epochs=miniature_epochs)
     if not planned:
@@ -330,10 +330,6 @@ def aggregate(name: str, *, seeds: int | None = None, runs_dir: str | Path = "ru
     results = Results(name, frames[""], runs, frames.get("epochs"),
                       {key: frames[key] for key in experiment.derived})
     return Aggregated(experiment, results, written)
-
-
-def default_results_dir(miniature: bool) -> Path:
-    return Path("results/miniature") if miniature else Path("results")
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
@@ -386,9 +382,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {path}")
     readme = write_report(done.written[0].parent)
     print(f"wrote {readme}")
-    if unfinished_markdown(results):
-        print(f"{args.experiment}: {len(results.unfinished_runs.drop_duplicates('run'))} run(s) not averaged "
-              "(listed above)", file=sys.stderr)
+    unfinished = results.unfinished_runs.drop_duplicates("run")
+    if len(unfinished):
+        print(f"{args.experiment}: {len(unfinished)} run(s) not averaged (listed above)", file=sys.stderr)
     return 0
 
 

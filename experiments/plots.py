@@ -28,7 +28,15 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from experiments.results import FINISHED, Results, ResultsError, figure_path, load_results, results_path
+from experiments.results import (
+    FINISHED,
+    Results,
+    ResultsError,
+    figure_path,
+    load_results,
+    resolve_results_dir,
+    results_path,
+)
 
 # Okabe-Ito: distinguishable with every common colour-vision deficiency, and in greyscale by line style.
 BLACK, ORANGE, SKY, GREEN, YELLOW, BLUE, VERMILLION, PURPLE, GREY = (
@@ -158,6 +166,21 @@ def headroom(ax: Axes, fraction: float = 0.18) -> None:
         ax.set_ylim(low, high + (high - low) * fraction)
 
 
+def velocity_axis(ax: Axes, cells: pd.DataFrame) -> None:
+    """A velocity panel: log scale, its label, and the stop threshold ε as a dotted line."""
+    epsilon = cells["epsilon"].iloc[0]
+    ax.axhline(epsilon, color=GREY, linestyle=":", linewidth=1, label=f"ε = {epsilon:g}")
+    ax.set_yscale("log")
+    ax.set_ylabel("velocity V (log scale)")
+
+
+def title_panels(axes: Sequence[Axes], titles: Sequence[str], xlabel: str = "epoch") -> None:
+    """Panels side by side share their x axis: one label for all, a title each."""
+    for ax, title in zip(axes, titles, strict=True):
+        ax.set_xlabel(xlabel)
+        ax.set_title(title)
+
+
 def caption(lines: Sequence[str], width: float) -> str:
     """Notes under a figure, wrapped to its width (7 pt text: about 19 characters an inch)."""
     return "\n".join(textwrap.wrap("; ".join(line for line in lines if line), width=int(width * 19)))
@@ -263,8 +286,8 @@ def plot_fig4a(results: Results) -> Figure:
                     capsize=2.5, label=f"{method} (early stop on held-out loss)")
         seeds = runs[runs["method"] == method]
         ax.scatter(seeds["holdout_images"], seeds["acc"], s=9, color=color, alpha=0.35, linewidths=0)
-    lo, hi = held["holdout_images"].min(), held["holdout_images"].max()
-    span = np.array([0 if math.isnan(lo) else 0, hi if not math.isnan(hi) else 1])
+    most = held["holdout_images"].max()
+    span = np.array([0, 1 if math.isnan(most) else most])
     for index, (_, cell) in enumerate(cells[cells["holdout_images"] == 0].iterrows()):
         color = color_of(cell["cell"])
         # Different dashes: two references with equal numbers stay visible one over the other.
@@ -351,11 +374,9 @@ def plot_fig6(results: Results) -> Figure:
     for ax in axes:
         ax.set_xscale("log")
         ax.axvline(default_epsilon, color=GREY, linestyle="--", linewidth=1, label=f"ε = {default_epsilon:g} (default)")
-        ax.set_xlabel("stop threshold ε (log scale)")
     axes[0].set_ylabel("epochs to NeVe's stop")
     axes[1].set_ylabel("test accuracy at the stop (%)")
-    axes[0].set_title("(a) epochs")
-    axes[1].set_title("(b) accuracy")
+    title_panels(axes, ("(a) epochs", "(b) accuracy"), xlabel="stop threshold ε (log scale)")
     hollow = Line2D([], [], marker="o", markerfacecolor="white", color=GREY, linestyle="none",
                     label="some runs never stopped: counted at the budget")
     bottom_legend(figure, axes[0], [hollow], ncols=3,
@@ -386,10 +407,8 @@ def plot_fig7(results: Results) -> Figure:
     axes[0].set_yscale("log")
     axes[0].set_ylabel("velocity V (log scale)")
     axes[1].set_ylabel("cross-entropy loss")
-    axes[0].set_title("(a) velocity")
-    axes[1].set_title("(b) losses")
+    title_panels(axes, ("(a) velocity", "(b) losses"))
     for ax in axes:
-        ax.set_xlabel("epoch")
         ax.legend(loc="best")
     note(figure, [seed_label(results.runs), GEOMETRIC_NOTE])
     return figure
@@ -407,19 +426,13 @@ def velocity_and_accuracy(results: Results, group: str, palette: dict[str, str])
     figure, axes = new_figure(2)
     curves(axes[0], epochs, "model_velocity", group, palette)
     curves(axes[1], epochs, "test_acc", group, palette)
-    axes[0].set_yscale("log")
-    epsilon = results.cells["epsilon"].iloc[0]
-    axes[0].axhline(epsilon, color=GREY, linestyle=":", linewidth=1, label=f"ε = {epsilon:g}")
+    velocity_axis(axes[0], results.cells)
     notes = []
     neve = results.runs[results.runs["metric"] == "test_acc_at_neve_stop"]
     for ax in axes:
         notes = stop_marks(ax, neve, group, palette)
-    axes[0].set_ylabel("velocity V (log scale)")
     axes[1].set_ylabel("test accuracy (%)")
-    axes[0].set_title("(a) velocity")
-    axes[1].set_title("(b) test accuracy")
-    for ax in axes:
-        ax.set_xlabel("epoch")
+    title_panels(axes, ("(a) velocity", "(b) test accuracy"))
     stop = Line2D([], [], color=GREY, linestyle="--", marker="v", label="NeVe's stop (V < ε): mean ± std")
     bottom_legend(figure, axes[0], [stop],
                   notes=[seed_label(results.runs), GEOMETRIC_NOTE, *notes])
@@ -488,11 +501,8 @@ def plot_paper_vs_code(results: Results) -> Figure:
     axes[0].grid(axis="y", visible=False)
     axes[0].set_title("(a) accuracy")
     curves(axes[1], epochs, "model_velocity", "setting", SETTING_COLORS)
-    epsilon = cells["epsilon"].iloc[0]
-    axes[1].axhline(epsilon, color=GREY, linestyle=":", linewidth=1, label=f"ε = {epsilon:g}")
-    axes[1].set_yscale("log")
+    velocity_axis(axes[1], cells)
     axes[1].set_xlabel("epoch")
-    axes[1].set_ylabel("velocity V (log scale)")
     axes[1].set_title("(b) velocity")
     fallback = (cells["n_fallback"] > 0).any()
     bottom_legend(figure, axes[1], ncols=4,
@@ -510,8 +520,7 @@ def plot_demo(results: Results) -> Figure:
     figure, axes = new_figure(3, height=3.1, width=WIDTH * 1.3)
     methods = curves(axes[0], epochs, "model_velocity", "method")
     curves(axes[1], epochs, "test_acc", "method")
-    epsilon = results.cells["epsilon"].iloc[0]
-    axes[0].axhline(epsilon, color=GREY, linestyle=":", linewidth=1, label=f"ε = {epsilon:g}")
+    velocity_axis(axes[0], results.cells)
     for index, method in enumerate(methods):
         color = color_of(method, index=index)
         mine = runs[runs["method"].astype(str) == method]
@@ -522,15 +531,10 @@ def plot_demo(results: Results) -> Figure:
             axes[2].step(run["epoch"], run["lr"], where="pre", color=color, alpha=0.7, linewidth=1.1)
             decays = run[run["lr_reduced"] == 1]
             axes[2].scatter(decays["epoch"], decays["lr"], marker="v", s=22, color=color, zorder=4)
-    axes[0].set_yscale("log")
-    axes[0].set_ylabel("velocity V (log scale)")
     axes[1].set_ylabel("test accuracy (%)")
     axes[2].set_yscale("log")
     axes[2].set_ylabel("learning rate (log scale)")
-    for ax, title in zip(axes, ("(a) velocity", "(b) test accuracy", "(c) learning rate, one line per seed"),
-                         strict=True):
-        ax.set_xlabel("epoch")
-        ax.set_title(title)
+    title_panels(axes, ("(a) velocity", "(b) test accuracy", "(c) learning rate, one line per seed"))
     extra = [Line2D([], [], marker="X", color=GREY, linestyle="none", label="reported epoch (per seed)"),
              Line2D([], [], marker="v", color=GREY, linestyle="none", label="lr decay (per seed)")]
     bottom_legend(figure, axes[0], extra, ncols=len(methods) + 3,
@@ -587,7 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--miniature", action="store_true", help="the miniature results (results/miniature/)")
     args = parser.parse_args(argv)
     mpl.use("Agg")
-    results_dir = Path(args.results_dir or ("results/miniature" if args.miniature else "results"))
+    results_dir = resolve_results_dir(args.results_dir, args.miniature)
     names = list(args.experiments)
     if args.all:
         names += [name for name in PLOTS if name not in names and results_path(results_dir, name).is_file()]

@@ -20,6 +20,7 @@ from experiments.results import (
     figure_path,
     load_results,
     markdown,
+    resolve_results_dir,
     results_path,
 )
 from neve.io import atomic_write_text
@@ -113,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                               "--miniature)")
     parser.add_argument("--miniature", action="store_true", help="the miniature results (results/miniature/)")
     args = parser.parse_args(argv)
-    print(f"wrote {write_report(args.results_dir or ('results/miniature' if args.miniature else 'results'))}")
+    print(f"wrote {write_report(resolve_results_dir(args.results_dir, args.miniature))}")
     return 0
 
 

@@ -66,6 +66,12 @@ class ResultsError(ValueError):
     """A results CSV that is missing or malformed; the message says which file and how to rebuild it."""
 
 
+def resolve_results_dir(results_dir: str | Path | None = None, miniature: bool = False) -> Path:
+    """The folder asked for, else ``results/`` (``results/miniature/`` for miniature rehearsals, which must never
+    overwrite the real results)."""
+    return Path(results_dir) if results_dir else Path("results/miniature" if miniature else "results")
+
+
 def results_path(results_dir: str | Path, name: str, part: str = "") -> Path:
     """``results_dir/NAME.csv`` (cells), or ``NAME_<part>.csv`` for part runs, epochs or a derived value."""
     return Path(results_dir) / (f"{name}_{part}.csv" if part else f"{name}.csv")

@@ -231,7 +231,6 @@ class VelocityMonitor:
                  batch_size: int = 16, velocity_form: str = "paper") -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-        check_velocity_form(velocity_form)
         check_aux(aux)
         self.model = model
         self.aux = aux

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -425,3 +426,122 @@ def tiny() -> Experiment:
          Cell("NeVe", {**base, "method": "neve", "stop": "mark"}, values={"method": "NeVe"}, block="digits",
               metric="test_acc_at_neve_stop")),
         seeds=2, curves=True, reads="its own runs (the sweep and results tests).")
+
+
+# ------------------------------------------------------------------------------------------ MNIST-1D
+#: MNIST-1D runs (Greydanus & Kobak 2024), trained on the CPU here: fp32 so every CPU gives the same curves, one
+#: thread per run (two runs share a 2-core machine), NeVe's stop marked so one run gives the accuracy at the stop
+#: and after the budget (and Fig. 6's epsilons). The paper's NeVe settings: epsilon 1e-3, alpha 0.5, mu 0.5,
+#: patience 10, 100 Gaussian aux sequences of shape (1, 40).
+MNIST1D_RUN: dict[str, Any] = {"dataset": "mnist1d", "precision": "fp32", "threads": 1, "num_workers": 0,
+                               "stop": "mark"}
+MNIST1D_MODELS = {"mnist1d_cnn": "CNN", "mnist1d_resnet": "ResNet-1D", "mnist1d_mlp": "MLP"}
+#: The published recipe (their notebooks/train.py): Adam 1e-2, no weight decay, batch 100, 200 epochs, constant.
+MNIST1D_PUBLISHED_RECIPE: dict[str, Any] = {"optimizer": "adam", "lr": 1e-2, "momentum": 0.0, "weight_decay": 0.0,
+                                            "batch_size": 100, "epochs": 200, "milestones": ()}
+#: The published test accuracies (Greydanus & Kobak, Table 1; no spread published): CNN 94%, MLP 68%.
+MNIST1D_PUBLISHED = {"mnist1d_cnn": 94.0, "mnist1d_mlp": 68.0}
+#: The tuning set: the same generator with another seed, so no setting is chosen on the published test set.
+MNIST1D_TUNING_SET = {"data_options": {"seed": 43}}
+TRAIN_SET_SIZE["mnist1d"] = 4_000
+
+
+@experiment("mnist1d-published")
+def mnist1d_published() -> Experiment:
+    cells = tuple(Cell(f"Baseline {name} (published recipe)",
+                       {"model": model, "method": "baseline", **MNIST1D_PUBLISHED_RECIPE},
+                       values={"network": name}, block="MNIST-1D, Adam 1e-2 constant",
+                       paper=(MNIST1D_PUBLISHED[model], math.nan))
+                  for model, name in MNIST1D_MODELS.items() if model in MNIST1D_PUBLISHED)
+    return Experiment(
+        "mnist1d-published", "MNIST-1D external check: the published CNN and MLP with the published recipe",
+        "table", cells, defaults=MNIST1D_RUN,
+        reads="its own runs. The 'paper' column is the MNIST-1D paper's published accuracy (CNN 94%, MLP 68%), "
+              "which the Baseline must reproduce within the seed spread before any NeVe result is read.")
+
+
+#: Learning rates tried for Table II's SGD protocol, on the tuning set.
+MNIST1D_TUNING_LRS = (0.1, 0.03, 0.01)
+
+
+@experiment("mnist1d-tuning")
+def mnist1d_tuning() -> Experiment:
+    cells = tuple(Cell(f"{name} SGD lr {lr:g}", {"model": model, "method": "baseline", "lr": lr,
+                                                  **MNIST1D_TUNING_SET},
+                       values={"network": name, "lr": lr}, block=f"tuning set, {name}")
+                  for model, name in MNIST1D_MODELS.items() if model != "mnist1d_mlp" for lr in MNIST1D_TUNING_LRS)
+    return Experiment(
+        "mnist1d-tuning", "MNIST-1D tuning set (generator seed 43): the SGD protocol's lr for Table II", "table",
+        cells, defaults=MNIST1D_RUN, seeds=2,
+        reads="its own runs, on a dataset drawn with generator seed 43 (not the published seed 42): the SGD "
+              "protocol of Table II (x0.1 at 40% and 60% of 200 epochs) at three initial lrs, Baseline only.")
+
+
+@experiment("mnist1d-table2")
+def mnist1d_table2() -> Experiment:
+    cells = []
+    for model in ("mnist1d_cnn", "mnist1d_resnet"):
+        cells += table2_rows("mnist1d", model, f"MNIST-1D {MNIST1D_MODELS[model]}")
+    return Experiment(
+        "mnist1d-table2", "Table II on MNIST-1D: Baseline, V.Loss 30% / 10% and NeVe (SGD protocol)", "table",
+        tuple(cells), defaults=MNIST1D_RUN, curves=True,
+        reads="its own runs (the SGD protocol: lr 0.1, momentum 0.9, wd 5e-4, batch 100, x0.1 at epochs 80 and "
+              "120 of 200). NeVe's number is the accuracy at the first epoch with V < epsilon (--stop mark trains "
+              "on, so these runs also give Fig. 6); V.Loss its best-validation model; Baseline the final model.")
+
+
+@experiment("mnist1d-table2-code")
+def mnist1d_table2_code() -> Experiment:
+    cells = table2_rows("mnist1d", "mnist1d_cnn", "MNIST-1D CNN, --fidelity code")
+    return Experiment(
+        "mnist1d-table2-code", "Table II on MNIST-1D under the authors' code (--fidelity code), CNN", "table",
+        tuple(cells), defaults={**MNIST1D_RUN, "fidelity": "code"},
+        reads="its own runs: mnist1d-table2's CNN rows with the authors' signed velocity, uint8-wrapped aux noise "
+              "and plateau rule (the ResNet variant applies to the CIFAR ResNets only).")
+
+
+@experiment("mnist1d-table1")
+def mnist1d_table1() -> Experiment:
+    base = {"model": "mnist1d_cnn"}
+    rows = [
+        Cell("Ultimate Optimizer", {**base, "method": "ultimate"}),
+        Cell("Label Wave (δ=5)", {**base, "method": "labelwave", "patience": 5, "label_noise": 0.4, "stop": "halt"},
+             metric="test_acc_at_kept"),
+        Cell("Label Wave (δ=10)", {**base, "method": "labelwave", "patience": 10, "label_noise": 0.4,
+                                   "stop": "halt"}, metric="test_acc_at_kept"),
+        Cell("NeVe (δ=5)", {**base, "method": "neve", "patience": 5}, metric="test_acc_at_neve_stop"),
+        Cell("NeVe (δ=10)", {**base, "method": "neve"}, metric="test_acc_at_neve_stop"),
+    ]
+    cells = tuple(dataclasses.replace(row, block="MNIST-1D CNN", values={"method": row.label}) for row in rows)
+    return Experiment(
+        "mnist1d-table1", "Table I on MNIST-1D: NeVe against the Ultimate Optimizer and Label Wave (CNN)", "table",
+        cells, defaults=MNIST1D_RUN,
+        reads="NeVe (δ=10) is mnist1d-table2's CNN NeVe run (shared). Label Wave trains on 40% symmetric label noise "
+              "as the authors' runs did; with no Baseline in the block, Welch compares each row with the first.")
+
+
+@experiment("mnist1d-fig4a")
+def mnist1d_fig4a() -> Experiment:
+    base = {"model": "mnist1d_cnn"}
+    cells = [Cell(f"V.Loss {h:g}", {**base, "method": "vloss", "holdout": h, "stop": "halt"},
+                  values={"method": "V.Loss", "holdout": h}, metric="test_acc_at_kept") for h in FIG4A_HOLDOUTS]
+    cells += [Cell("NeVe", {**base, "method": "neve"}, values={"method": "NeVe", "holdout": 0.0},
+                   metric="test_acc_at_neve_stop"),
+              Cell("Baseline", {**base, "method": "baseline"}, values={"method": "Baseline", "holdout": 0.0})]
+    return Experiment(
+        "mnist1d-fig4a", "Fig. 4a on MNIST-1D: CNN test accuracy vs sequences moved from training to validation",
+        "figure", tuple(cells), defaults=MNIST1D_RUN,
+        reads="V.Loss at 10% and 30%, NeVe and Baseline are mnist1d-table2's CNN runs (shared); 2%, 5% and 20% are "
+              "new. x = fraction x 4,000 training sequences.")
+
+
+@experiment("mnist1d-fig6")
+def mnist1d_fig6() -> Experiment:
+    cells = tuple(Cell(name, {"model": model, "method": "neve"}, values={"network": name},
+                       metric="test_acc_at_neve_stop")
+                  for model, name in MNIST1D_MODELS.items() if model != "mnist1d_mlp")
+    return Experiment(
+        "mnist1d-fig6", "Fig. 6 on MNIST-1D: epochs to NeVe's stop and accuracy there vs epsilon", "figure",
+        cells, defaults=MNIST1D_RUN, derived={"epsilon": FIG6_EPSILONS}, curves=True,
+        reads="mnist1d-table2's NeVe runs (no new training): the stop at each epsilon is the first epoch with "
+              "V < epsilon of the same --stop mark run.")

@@ -41,6 +41,13 @@ def _milestones(text: str) -> tuple[int, ...]:
             from error
 
 
+def _data_option(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--data-option takes KEY=VALUE (e.g. seed=43), got {text!r}")
+    return key.strip(), value.strip()
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(part for part in text.split(",") if part)
 
@@ -51,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     run = parser.add_argument_group("what to train")
     run.add_argument("--dataset", default="cifar10", choices=sorted({d for d, _ in RECIPES}))
-    run.add_argument("--model", default="resnet32", help="resnet8/14/20/32/44/56, resnet50, swinv2_tiny")
+    run.add_argument("--model", default="resnet32", help="resnet8/14/20/32/44/56, resnet50, swinv2_tiny; "
+                     "for mnist1d: mnist1d_cnn, mnist1d_mlp, mnist1d_resnet")
     run.add_argument("--method", default="baseline", choices=sorted(METHODS),
                      help="baseline: recipe schedule; vloss: plateau + early stop on validation loss (needs "
                           "--holdout); neve: velocity-driven decay and stop; none: constant lr; ultimate: "
@@ -113,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="training images held out for validation: a fraction (0.1) or a count")
     data.add_argument("--label-noise", type=float, default=0.0,
                       help="symmetric label-noise rate on the training labels (Label Wave setting: 0.4)")
+    data.add_argument("--data-option", dest="data_options", type=_data_option, action="append", metavar="KEY=VALUE",
+                      help="a generated dataset's generator argument, repeatable; mnist1d: num_samples, seed "
+                           "(42 is the published set; another seed draws a tuning set), shuffle_seq")
     data.add_argument("--data-root", default="data", help="where datasets are (downloaded if missing)")
     data.add_argument("--no-download", dest="download", action="store_false",
                       help="fail instead of downloading a missing dataset")
@@ -128,12 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--precision", default="auto", choices=PRECISIONS,
                        help="training precision: auto = bf16 autocast on GPUs and on CPUs with native bf16 "
                             "(AVX512-BF16/AMX), fp32 elsewhere; velocity is always measured in fp32")
+    where.add_argument("--threads", type=int, help="CPU threads (default: torch's, one per core); 1 is fastest for "
+                       "MNIST-1D's tiny models when several runs share the machine")
     where.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     values = {k: v for k, v in vars(args).items() if v is not None}
+    if "data_options" in values:
+        values["data_options"] = dict(values["data_options"])
     return RunConfig(**values)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from neve.aux import AUX_NOISES
 from neve.controller import PLATEAU_RULES, check_alpha, check_epsilon, check_patience
+from neve.data import check_options
 from neve.models.resnet_cifar import RESNET_VARIANTS
 from neve.precision import PRECISIONS
 from neve.recipes import OPTIMIZER_DEFAULT_LR, recipe_for
@@ -24,7 +25,11 @@ WANDB_MODES = ("auto", "online", "offline", "disabled")
 #: Fields that may change between a run and its resume (where it runs, how it logs, how fast it goes);
 #: they are not part of a run's identity (its folder name).
 RESUMABLE_FIELDS = {"out", "wandb", "device", "precision", "num_workers", "download", "data_root", "progress",
-                    "wandb_group"}
+                    "wandb_group", "threads"}
+
+#: Fields added after runs were published, with the value that means "as before": at that value a field is left
+#: out of a run's identity, so the folders of runs trained before it existed keep their names.
+ADDED_FIELDS: dict[str, Any] = {"data_options": {}}
 
 #: ``--fidelity``: follow the paper's text, or reproduce what the authors' code did (spec section 6).
 FIDELITIES = ("paper", "code")
@@ -81,6 +86,8 @@ class RunConfig:
     velocity_sets: tuple[str, ...] = ()
     holdout: float | int = 0.0
     label_noise: float = 0.0
+    #: A generated dataset's generator arguments (MNIST-1D: num_samples, seed, shuffle_seq); ``--data-option``.
+    data_options: dict[str, Any] = field(default_factory=dict)
     data_root: str = "data"
     download: bool = True
     num_workers: int = 4
@@ -89,6 +96,9 @@ class RunConfig:
     wandb: str = "auto"
     device: str = "auto"
     precision: str = "auto"
+    #: CPU threads of the training process (None: torch's default, one per core). Tiny models (MNIST-1D) train
+    #: fastest on one: with two runs per 2-core machine, torch's threads oversubscribe it (measured 20x slower).
+    threads: int | None = None
     progress: bool = True
     #: W&B group (a sweep sets it to the experiment's name).
     wandb_group: str | None = None
@@ -119,6 +129,7 @@ class RunConfig:
         values["milestones"] = tuple(values["milestones"])
         values["betas"] = tuple(values["betas"])
         values["velocity_sets"] = tuple(values["velocity_sets"])
+        values["data_options"] = check_options(values["dataset"], dict(values["data_options"]))
         config = RunConfig(**values)
         config.check()
         if config.out is None:
@@ -141,6 +152,8 @@ class RunConfig:
             raise ValueError(f"--wandb must be one of {WANDB_MODES}, got {self.wandb!r}")
         if self.aux not in AUX_KINDS and not self.aux.startswith("folder:"):
             raise ValueError(f"--aux must be gaussian, val, train or folder:PATH, got {self.aux!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {self.threads}")
         if self.aux_size < 1:
             raise ValueError(f"--aux-size must be >= 1, got {self.aux_size}")
         if self.aux_batch_size < 1:
@@ -169,7 +182,8 @@ class RunConfig:
 def run_identity(config: RunConfig) -> dict[str, Any]:
     """What makes a run the training it is: the resolved config without where and how it runs."""
     values = _normal(config.to_dict())
-    return {name: value for name, value in values.items() if name not in RESUMABLE_FIELDS}
+    return {name: value for name, value in values.items()
+            if name not in RESUMABLE_FIELDS and not (name in ADDED_FIELDS and value == ADDED_FIELDS[name])}
 
 
 def run_id(config: RunConfig) -> str:
@@ -194,6 +208,7 @@ def run_name(config: RunConfig) -> str:
         parts.append(config.optimizer)
     if config.fidelity != "paper":
         parts.append(config.fidelity)
+    parts.extend(f"{key}{value}" for key, value in sorted(config.data_options.items()))
     return "-".join(parts) + f"-s{config.seed}-{run_id(config)}"
 
 

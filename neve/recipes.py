@@ -39,6 +39,15 @@ IMAGENET_SWINV2 = Recipe("adamw", lr=1.25e-4 * 128 / 512, momentum=0.0, weight_d
 DIGITS = Recipe("sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=64, epochs=40,
                 schedule="multistep", milestones=(20, 30))
 
+# MNIST-1D (Greydanus & Kobak 2024). The published recipe: Adam lr 1e-2, no weight decay, batch 100, 8,000
+# steps (200 epochs of 4,000 sequences), constant lr (their notebooks/train.py).
+MNIST1D_PUBLISHED = Recipe("adam", lr=1e-2, momentum=0.0, weight_decay=0.0, batch_size=100, epochs=200,
+                           schedule="multistep", milestones=())
+# The paper's CIFAR protocol on MNIST-1D's 200 epochs: SGD 0.1 / 0.9 / 5e-4, batch 100, x0.1 at 40% and 60%
+# of the budget (CIFAR's 100 and 150 of 250). The default for mnist1d: Table II's protocol.
+MNIST1D_SGD = Recipe("sgd", lr=0.1, momentum=0.9, weight_decay=5e-4, batch_size=100, epochs=200,
+                     schedule="multistep", milestones=(80, 120))
+
 #: Exact (dataset, model) presets first, then per-dataset defaults (model None).
 RECIPES: dict[tuple[str, str | None], Recipe] = {
     ("cifar10", None): CIFAR_RESNET,
@@ -46,6 +55,7 @@ RECIPES: dict[tuple[str, str | None], Recipe] = {
     ("imagenet100", None): IMAGENET_RESNET50,
     ("imagenet100", "swinv2_tiny"): IMAGENET_SWINV2,
     ("digits", None): DIGITS,
+    ("mnist1d", None): MNIST1D_SGD,
 }
 
 #: The lr the paper uses when an ablation swaps the optimizer (spec section 4: Adam 1e-3).

@@ -128,11 +128,13 @@ class Trainer:
         if policy_cls.needs_holdout and not c.holdout:
             raise ValueError(f"method {c.method!r} needs a validation split: pass --holdout 0.1 (or 0.3)")
 
+        if c.threads:
+            torch.set_num_threads(c.threads)
         seed_everything(c.seed)
         data = load_data(c.dataset, c.data_root, batch_size=c.batch_size, holdout=c.holdout,
                          label_noise=c.label_noise, seed=c.seed, device=self.device, download=c.download,
                          num_workers=c.num_workers, image_size=c.image_size,
-                         test_augmentation=c.test_augmentation)
+                         test_augmentation=c.test_augmentation, options=c.data_options)
         if c.test_augmentation:
             log.warning("the test set is evaluated WITH the training augmentation (random crop/flip), as the "
                         "authors' Label Wave loader did: test accuracies of this run are not clean ones")
@@ -218,7 +220,7 @@ class Trainer:
         batches = tqdm(data.train.batches(epoch), total=len(data.train), desc=f"epoch {epoch}/{self.config.epochs}",
                        leave=False, disable=not self.config.progress, mininterval=1.0)
         for images, labels, indices in batches:
-            images = images.contiguous(memory_format=torch.channels_last)
+            images = _channels_last(images)
             stepper.zero_grad()
             with self._autocast():
                 logits = model(images)
@@ -240,7 +242,7 @@ class Trainer:
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
         seen = 0
         for images, labels in batches:
-            images = images.contiguous(memory_format=torch.channels_last)
+            images = _channels_last(images)
             with self._autocast():
                 logits = model(images)
             loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum").double()
@@ -283,6 +285,11 @@ class Trainer:
             details = ", ".join(f"{k}: {saved.get(k)!r} -> {getattr(self.config, k, None)!r}" for k in differences)
             raise CheckpointError(f"{path} belongs to a different run ({details}). It was left as it is: "
                                   "rerun with the same options, or choose another --out")
+
+
+def _channels_last(images: Tensor) -> Tensor:
+    """Image batches in channels_last (faster convolutions); 1-D sequences (N, C, L) have no such layout."""
+    return images.contiguous(memory_format=torch.channels_last) if images.dim() == 4 else images
 
 
 def _halted(record: dict[str, Any], config: RunConfig) -> bool:

@@ -1,18 +1,21 @@
 """The data layer: ``load_data(name, root, ...) -> DataSplits``.
 
 Datasets (registry ``DATASETS``): ``cifar10``, ``cifar100`` (torchvision files, device-resident tensors,
-batched GPU augmentation), ``imagenet100`` (ImageFolder + DataLoader) and ``digits`` (scikit-learn's bundled
-digits, offline; the data of fast tests and demos).
+batched GPU augmentation), ``imagenet100`` (ImageFolder + DataLoader), ``digits`` (scikit-learn's bundled
+digits, offline; the data of fast tests and demos) and ``mnist1d`` (Greydanus & Kobak's MNIST-1D, generated
+offline by its own package and cached under the data root).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from . import cifar, digits, imagenet100  # noqa: F401  (importing registers the builders)
+from . import cifar, digits, imagenet100, mnist1d  # noqa: F401  (importing registers the builders)
 from .base import (
+    DATASET_OPTIONS,
     DATASETS,
     DataSplits,
     EvalStream,
@@ -47,6 +50,7 @@ def load_data(
     num_workers: int = 4,
     image_size: int | None = None,
     test_augmentation: bool = False,
+    options: dict[str, Any] | None = None,
 ) -> DataSplits:
     """Load dataset ``name`` from ``root`` as train / val / test streams.
 
@@ -55,6 +59,8 @@ def load_data(
     remaining training labels only. ``image_size``: side of the model input (default: the dataset's own).
     ``test_augmentation``: the test stream applies the training augmentation, drawn per (seed, epoch) in
     ``test.batches(epoch)`` -- what the authors' Label Wave loader did; its accuracy is not a clean test accuracy.
+    ``options``: a generated dataset's generator arguments (``DATASET_OPTIONS[name]``; MNIST-1D: ``num_samples``,
+    ``seed``, ``shuffle_seq``); a dataset read from files takes none.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
@@ -64,6 +70,8 @@ def load_data(
         )
     if image_size is not None and int(image_size) < 1:
         raise ValueError(f"image_size must be >= 1, got {image_size}")
+    options = check_options(name, options or {})
+    extra = {"options": options} if DATASET_OPTIONS[name] else {}
     return DATASETS[name](
         root,
         batch_size=int(batch_size),
@@ -76,10 +84,33 @@ def load_data(
         num_workers=int(num_workers),
         image_size=None if image_size is None else int(image_size),
         test_augmentation=bool(test_augmentation),
+        **extra,
     )
 
 
+def check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` checked against what dataset ``name`` takes, each cast to its type."""
+    allowed = DATASET_OPTIONS[name]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        takes = f"it takes {', '.join(sorted(allowed))}" if allowed else "it takes none (its data is read from files)"
+        raise ValueError(f"dataset {name!r} has no option {', '.join(unknown)}; {takes}")
+    checked = {}
+    for key, value in options.items():
+        kind = allowed[key]
+        if kind is bool and not isinstance(value, bool):
+            if str(value).lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"dataset option {key} of {name!r} is true or false, got {value!r}")
+            value = str(value).lower() in ("true", "1")
+        try:
+            checked[key] = kind(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"dataset option {key} of {name!r} must be a {kind.__name__}, got {value!r}") from None
+    return checked
+
+
 __all__ = [
+    "DATASET_OPTIONS",
     "DATASETS",
     "DataSplits",
     "EvalStream",

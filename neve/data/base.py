@@ -4,7 +4,8 @@ Two implementations of the streams live here and in ``imagenet100.py``:
 
 * ``TensorTrainStream`` / ``TensorEvalStream``: the whole split is ONE uint8 tensor (N, C, H, W) held on
   the training device, and augmentation (random crop with zero padding, horizontal flip) is a handful of
-  batched tensor ops per batch, as in airbench. No PIL, no DataLoader workers. CIFAR and digits use it.
+  batched tensor ops per batch, as in airbench. No PIL, no DataLoader workers. CIFAR and digits use it;
+  MNIST-1D uses it with float32 sequences (N, 1, 40) and no augmentation.
 * ``ImageFolderTrainStream`` / ``ImageFolderEvalStream`` (``imagenet100.py``): a DataLoader over JPEGs.
 
 Reproducibility contract of every ``TrainStream``: all randomness of ``batches(epoch)`` (shuffling and
@@ -119,13 +120,27 @@ class EvalStream(Stream):
         """The normalized, unaugmented images at ``indices`` as a float32 CPU tensor (n, C, H, W)."""
 
 
-def _as_stats(values: tuple[float, ...], device: torch.device) -> Tensor:
-    return torch.tensor(values, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+def _as_stats(values: tuple[float, ...], device: torch.device, dims: int = 4) -> Tensor:
+    """Per-channel statistics shaped to broadcast over (B, C, *spatial) with ``dims`` dimensions in all."""
+    return torch.tensor(values, dtype=torch.float32, device=device).view(1, -1, *([1] * (dims - 2)))
 
 
 def normalize_uint8(images: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    """uint8 (B, C, H, W) -> float32 ``(x / 255 - mean) / std`` (the ToTensor + Normalize formula)."""
-    return images.float().div_(255.0).sub_(mean).div_(std)
+    """uint8 (B, C, H, W) -> float32 ``(x / 255 - mean) / std`` (the ToTensor + Normalize formula); float
+    samples (MNIST-1D's sequences) are already in their own units and are only normalized."""
+    if images.dtype == torch.uint8:
+        return images.float().div_(255.0).sub_(mean).div_(std)
+    return images.float().sub(mean).div_(std)
+
+
+def _check_samples(images: Tensor, pad: int = 0, flip: bool = False) -> None:
+    """uint8 images (N, C, H, W), or float32 samples (N, C, *spatial) that are never cropped or flipped."""
+    if images.dtype == torch.uint8 and images.dim() == 4:
+        return
+    if images.dtype == torch.float32 and images.dim() >= 3 and not pad and not flip:
+        return
+    raise ValueError(f"expected uint8 images (N, C, H, W), or float32 samples (N, C, *spatial) with no crop or "
+                     f"flip; got {images.dtype} {tuple(images.shape)} (pad={pad}, flip={flip})")
 
 
 def crop_flip(images: Tensor, pad: int, dx: Tensor, dy: Tensor, flip: Tensor | None) -> Tensor:
@@ -165,8 +180,7 @@ class TensorTrainStream(TrainStream):
         flip: bool,
         seed: int,
     ) -> None:
-        if images.dtype != torch.uint8 or images.dim() != 4:
-            raise ValueError(f"expected uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+        _check_samples(images, pad, flip)
         if not len(images) == len(labels) == len(clean_labels):
             raise ValueError("images, labels and clean_labels must have the same length")
         self.device = images.device
@@ -178,8 +192,8 @@ class TensorTrainStream(TrainStream):
         self.pad = int(pad)
         self.flip = bool(flip)
         self.seed = int(seed)
-        self._mean = _as_stats(mean, self.device)
-        self._std = _as_stats(std, self.device)
+        self._mean = _as_stats(mean, self.device, images.dim())
+        self._std = _as_stats(std, self.device, images.dim())
 
     def batches(self, epoch: int) -> Iterator[Batch]:
         n = self.num_samples
@@ -230,15 +244,18 @@ class TensorEvalStream(EvalStream):
         std: tuple[float, ...],
         augmentation: Augmentation | None = None,
     ) -> None:
-        if images.dtype != torch.uint8 or images.dim() != 4 or len(images) != len(labels):
-            raise ValueError("expected uint8 images (N, C, H, W) and as many labels")
+        _check_samples(images)
+        if len(images) != len(labels):
+            raise ValueError(f"expected as many labels as images, got {len(labels)} for {len(images)}")
         self.device = images.device
         self._images = images
         self.labels = labels.detach().to("cpu", torch.int64)
         self._labels_dev = self.labels.to(self.device)
         self.batch_size = int(batch_size)
-        self._mean = _as_stats(mean, self.device)
-        self._std = _as_stats(std, self.device)
+        self._mean = _as_stats(mean, self.device, images.dim())
+        self._std = _as_stats(std, self.device, images.dim())
+        if augmentation is not None:
+            _check_samples(images, augmentation.pad, augmentation.flip)
         self.augmentation = augmentation
         self.augmented = augmentation is not None
 
@@ -278,7 +295,7 @@ class DataSplits:
 
     name: str
     num_classes: int
-    image_shape: tuple[int, int, int]
+    image_shape: tuple[int, ...]  # one sample: (C, H, W), or (C, L) for MNIST-1D's sequences
     mean: tuple[float, ...]
     std: tuple[float, ...]
     train: TrainStream
@@ -322,16 +339,21 @@ class DataSplits:
 # --------------------------------------------------------------------------------------------- registry
 Builder = Callable[..., DataSplits]
 DATASETS: dict[str, Builder] = {}
+#: Per dataset, the generation options it takes (``load_data(..., options=...)``, ``--data-option K=V``) and
+#: their types; a dataset read from files takes none.
+DATASET_OPTIONS: dict[str, dict[str, type]] = {}
 
 
-def register_dataset(name: str) -> Callable[[Builder], Builder]:
+def register_dataset(name: str, options: dict[str, type] | None = None) -> Callable[[Builder], Builder]:
     """Decorator: register a builder ``fn(root: Path, *, batch_size, eval_batch_size, holdout, label_noise,
-    seed, device, download, num_workers, image_size, test_augmentation) -> DataSplits`` under ``name``."""
+    seed, device, download, num_workers, image_size, test_augmentation[, options]) -> DataSplits`` under
+    ``name``; a builder with ``options`` (name -> type) also gets ``options=`` (a dict of those only)."""
 
     def decorate(builder: Builder) -> Builder:
         if name in DATASETS:
             raise ValueError(f"dataset {name!r} is registered twice")
         DATASETS[name] = builder
+        DATASET_OPTIONS[name] = dict(options or {})
         return builder
 
     return decorate

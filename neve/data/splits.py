@@ -132,7 +132,8 @@ def tensor_splits(
         part_images, noisy, clean, batch_size=batch_size, mean=mean, std=std, pad=pad, flip=flip, seed=seed
     )
     train_eval = TensorEvalStream(part_images, noisy, batch_size=eval_bs, mean=mean, std=std)
-    augmentation = Augmentation(pad=pad, flip=flip, seed=seed) if test_augmentation else None
+    # A dataset trained without augmentation (MNIST-1D) has none to apply: its test stream stays clean.
+    augmentation = Augmentation(pad=pad, flip=flip, seed=seed) if test_augmentation and (pad or flip) else None
     test = TensorEvalStream(test_images, test_labels, batch_size=eval_bs, mean=mean, std=std,
                             augmentation=augmentation)
     return DataSplits(

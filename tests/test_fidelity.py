@@ -342,7 +342,7 @@ def test_a_code_fidelity_run_killed_with_sigkill_resumes_to_the_same_records(tmp
     args = ["--dataset", "digits", "--model", "resnet8", "--method", "neve", "--fidelity", "code",
             "--test-augmentation", "--epochs", "3", "--patience", "0", "--aux-size", "16", "--wandb", "disabled",
             "--no-progress"]
-    _, killed = straight_and_resumed(args, tmp_path)
+    _, killed = straight_and_resumed(args, tmp_path, epochs=3)
 
     records = records_without_seconds(killed)
     assert records == records_without_seconds(tmp_path / "straight")

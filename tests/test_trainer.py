@@ -243,7 +243,8 @@ def test_the_aux_batch_size_changes_the_cost_not_the_velocity(tmp_path: Path) ->
         run(tmp_path, name="bad", aux_batch_size=0)
 
 
-def test_a_run_logs_every_epoch_and_its_summary_to_an_offline_wandb_run(tmp_path: Path, monkeypatch) -> None:
+def test_a_run_logs_every_epoch_and_its_summary_to_an_offline_wandb_run(tmp_path: Path, monkeypatch,
+                                                                        wandb_in_this_process) -> None:
     from test_records import offline_run
 
     monkeypatch.setenv("HOME", str(tmp_path))  # no W&B login of the machine's user is read or written

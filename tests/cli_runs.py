@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -36,18 +37,41 @@ def records_without_seconds(run_dir: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "seconds"} for r in read_records(run_dir)]
 
 
-def straight_and_resumed(args: list[str], tmp_path: Path) -> tuple[Path, Path]:
-    """Run ``experiments.train args`` straight through, and again killed by SIGKILL mid-run then resumed; returns
-    the two run folders (straight, resumed) for the caller to compare."""
+def kill_after_first_checkpoint(args: list[str], run_dir: Path) -> list[dict]:
+    """Start ``experiments.train args --out run_dir``, SIGKILL it as soon as its first checkpoint is written (it
+    is then training the next epoch), and return the records it had written. No sleep: a kill timed after the
+    checkpoint could come after the run finished on a fast machine."""
+    process = cli(*args, "--out", str(run_dir))
+    wait_for(run_dir / "checkpoint.pt", process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (run_dir / "summary.json").exists(), "the run finished before it could be killed"
+    return read_records(run_dir)
+
+
+def resume_and_check_it_resumed(args: list[str], run_dir: Path, before_kill: list[dict], epochs: int) -> str:
+    """Rerun the killed command and assert it resumed rather than restarted: it says it resumed after epoch k
+    (0 < k < epochs), and the epochs up to k keep the records, wall-clock seconds included, written before the
+    kill (a restart would retrain them, at other timings). Returns the resumed run's stderr."""
+    resumed = cli(*args, "--out", str(run_dir))
+    _, err = resumed.communicate()
+    assert resumed.returncode == 0, err
+    said = re.search(rf"resuming \S*{re.escape(run_dir.name)} after epoch (\d+)", err)
+    assert said, f"the rerun did not say it resumed:\n{err}"
+    k = int(said.group(1))
+    assert 0 < k < epochs and k <= len(before_kill)
+    after = read_records(run_dir)
+    assert [r["epoch"] for r in after] == list(range(1, epochs + 1))
+    assert after[:k] == before_kill[:k]
+    return err
+
+
+def straight_and_resumed(args: list[str], tmp_path: Path, epochs: int) -> tuple[Path, Path]:
+    """Run ``experiments.train args`` straight through, and again killed by SIGKILL mid-run then resumed (checked
+    to be a resume, not a restart); returns the two run folders (straight, resumed) for the caller to compare."""
     straight = cli(*args, "--out", str(tmp_path / "straight"))
     assert straight.wait() == 0, straight.stderr.read()
     killed = tmp_path / "killed"
-    process = cli(*args, "--out", str(killed))
-    wait_for(killed / "checkpoint.pt", process)
-    time.sleep(0.3)  # into the next epoch
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (killed / "summary.json").exists(), "the run finished before it could be killed"
-    resumed = cli(*args, "--out", str(killed))
-    assert resumed.wait() == 0, resumed.stderr.read()
+    before_kill = kill_after_first_checkpoint(args, killed)
+    resume_and_check_it_resumed(args, killed, before_kill, epochs)
     return tmp_path / "straight", killed

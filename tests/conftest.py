@@ -4,6 +4,7 @@ results the aggregation, plot and notebook tests read (built once a session)."""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,33 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
         except SlurmUnavailable as reason:
             pytest.skip(str(reason))
         yield cluster
+
+
+@pytest.fixture(autouse=True)
+def no_wandb_service_left_behind() -> Iterator[None]:
+    """A test that starts a W&B service here (``wandb.setup()``) must stop it and unset ``WANDB_SERVICE``: later
+    tests (and every process they start) would inherit its address, and behave differently depending on
+    whether that test ran before them."""
+    before = os.environ.get("WANDB_SERVICE")
+    yield
+    assert os.environ.get("WANDB_SERVICE") == before, "this test left WANDB_SERVICE set: tear its W&B service down"
+
+
+@pytest.fixture
+def wandb_in_this_process() -> Iterator[None]:
+    """For a test that uses W&B in the test process (an in-process offline run, ``wandb.setup()``): its service
+    is stopped after the test and ``WANDB_SERVICE`` restored as it was."""
+    before = os.environ.get("WANDB_SERVICE")
+    try:
+        yield
+    finally:
+        import wandb
+
+        wandb.teardown()
+        if before is None:
+            os.environ.pop("WANDB_SERVICE", None)
+        else:
+            os.environ["WANDB_SERVICE"] = before
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -27,10 +27,15 @@ def test_every_experiment_expands_to_resolved_runs_with_unique_folders() -> None
         runs = experiment.runs(2)
         assert len(runs) == 2 * len(experiment.cells)
         assert all(run.config.out.endswith(run.name) and run.name == run_name(run.config) for run in runs)
-        # A folder is one config: equal names mean equal identities, across cells of one experiment too.
-        by_name = {}
-        for run in runs:
-            assert by_name.setdefault(run.name, run_id(run.config)) == run_id(run.config)
+        # No two cells of an experiment train the same thing: a cell option the config dropped (or one the run
+        # folder's identity ignores) would merge two cells into one folder.
+        assert len({run.name for run in runs}) == len(runs), name
+        assert len({run_id(run.config) for run in runs}) == len(runs), name
+    # The miniature merges only what it caps: Fig. 4b's aux sizes above 128 images.
+    small = get_experiment("fig4b").miniature().runs(1)
+    merged = len(small) - len({run.name for run in small})
+    assert merged == sum(1 for cell in get_experiment("fig4b").cells
+                         if cell.options["aux_size"] > catalog.MINIATURE_AUX_SIZE) - 2  # 2 aux kinds keep one each
 
 
 def test_the_run_folder_is_a_function_of_the_resolved_config() -> None:
@@ -53,6 +58,11 @@ def test_experiments_share_the_runs_they_have_in_common() -> None:
     assert names("fig5") <= table2  # Fig. 5 trains nothing new
     assert names("fig6") <= names("fig4b")  # nor does Fig. 6: its epsilons are read off Fig. 4b's runs
     assert {n for n in table2 if "-vloss-" in n and "cifar100" in n} <= names("fig4a")
+
+
+def test_the_adam_ablation_trains_with_lr_1e_3() -> None:
+    adam, = [run for run in get_experiment("fig8").runs(1) if run.config.optimizer == "adam"]
+    assert adam.config.lr == 1e-3 and adam.cell.values == {"optimizer": "Adam"}
 
 
 def test_paper_tables_run_the_authors_code_with_the_stop_marked_and_the_demo_runs_the_paper() -> None:

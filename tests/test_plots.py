@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib.image
@@ -10,16 +13,24 @@ import pandas as pd
 import pytest
 from results_pipeline import PIPELINE, Build, call
 
-from experiments import plots
+from experiments import aggregate, plots
 from experiments.catalog import experiment_names, get_experiment
-from experiments.results import ResultsError, figure_path, load_results
+from experiments.results import ResultsError, figure_path, load_results, results_path
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_every_catalog_experiment_has_a_figure_layout() -> None:
     assert set(plots.PLOTS) == set(experiment_names())
 
 
-def test_each_figure_is_written_as_png_and_pdf(results_build: Build) -> None:
+@pytest.fixture(scope="module")
+def figures(results_build: Build) -> dict:
+    """Each pipeline figure drawn once from its CSVs, for the tests below to inspect."""
+    return {name: plots.plot(name, load_results(name, results_build.results_dir)) for name, _, _ in PIPELINE}
+
+
+def test_each_figure_is_written_as_png_and_pdf(results_build: Build, figures: dict) -> None:
     code, out, err = results_build.plotted
     assert code == 0, err
     for name, _, _ in PIPELINE:
@@ -27,16 +38,18 @@ def test_each_figure_is_written_as_png_and_pdf(results_build: Build) -> None:
         assert f"wrote {png}" in out and f"wrote {pdf}" in out
         assert pdf.read_bytes().startswith(b"%PDF")
         height, width, _ = matplotlib.image.imread(png).shape
-        figure = plots.plot(name, load_results(name, results_build.results_dir))
-        expected = figure.get_size_inches() * plots.DPI
+        expected = figures[name].get_size_inches() * plots.DPI
         assert (width, height) == pytest.approx(tuple(expected), abs=2)  # dpi 200, the figure's own size
     assert not [p for p in (results_build.results_dir / "figures").iterdir() if p.suffix not in (".png", ".pdf")]
 
 
-def test_figures_have_the_papers_axes(results_build: Build) -> None:
+def _axes(figure) -> list:
+    return [ax for ax in figure.axes if ax.get_visible() and ax.get_label() != "<colorbar>"]
+
+
+def test_figures_have_the_papers_axes(results_build: Build, figures: dict) -> None:
     def axes(name: str) -> list:
-        return [ax for ax in plots.plot(name, load_results(name, results_build.results_dir)).axes
-                if ax.get_visible() and ax.get_label() != "<colorbar>"]
+        return _axes(figures[name])
 
     fig4b, = axes("fig4b")
     assert fig4b.get_xscale() == "log" and "|D_aux|" in fig4b.get_xlabel()
@@ -54,6 +67,42 @@ def test_figures_have_the_papers_axes(results_build: Build) -> None:
     assert sorted(vloss.lines[0].get_xdata()) == held  # x = images held out (fraction x 1,497 training images)
     assert len(axes("table2")) == 4  # one panel per block
     assert len(axes("demo")) == 3
+
+
+def test_fig7_draws_the_velocity_on_training_and_validation_images(results_build: Build, figures: dict) -> None:
+    epochs = load_results("fig7", results_build.results_dir).need_epochs()
+    velocity, _ = _axes(figures["fig7"])
+    lines = {line.get_label(): line for line in velocity.get_lines()}
+    for column, label in (("model_velocity", "aux (Gaussian noise)"), ("velocity_train", "training images"),
+                          ("velocity_val", "validation images")):
+        assert epochs[column].notna().all() and (epochs[column] > 0).all(), column  # --velocity-sets train,val
+        per_epoch = epochs.groupby("epoch")[column].mean()  # one seed: the run's own values
+        assert label in lines, f"Fig. 7 has no {label} line"
+        assert list(lines[label].get_xdata()) == per_epoch.index.tolist()
+        assert list(lines[label].get_ydata()) == pytest.approx(per_epoch.tolist()), column
+    assert not epochs["velocity_train"].equals(epochs["model_velocity"])  # three measurements, not one
+
+
+def test_miniature_results_default_to_results_miniature_and_leave_the_real_ones(results_build: Build, tmp_path: Path,
+                                                                               monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    real = tmp_path / "results"
+    real.mkdir()
+    (real / "fig5.csv").write_text("the real results\n")
+    code, _, err = call(aggregate.main, results_build.options("fig5"))  # --miniature, no --results-dir
+    assert code == 0, err
+    code, out, err = call(plots.main, ["--all", "--miniature"])
+    assert code == 0, err
+    miniature = real / "miniature"
+    assert results_path(miniature, "fig5").is_file() and figure_path(miniature, "fig5").is_file()
+    assert sorted(p.name for p in (miniature / "figures").iterdir()) == ["fig5.pdf", "fig5.png"]  # --all: aggregated
+    (miniature / "README.md").unlink()
+    report = subprocess.run([sys.executable, "-m", "experiments.report", "--miniature"], cwd=tmp_path, text=True,
+                            capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert report.returncode == 0, report.stderr
+    assert "## fig5: " in (miniature / "README.md").read_text()
+    assert sorted(p.name for p in real.iterdir()) == ["fig5.csv", "miniature"]
+    assert (real / "fig5.csv").read_text() == "the real results\n"
 
 
 def test_a_malformed_csv_is_a_clear_error(results_build: Build, tmp_path: Path) -> None:
@@ -87,4 +136,4 @@ def test_the_report_shows_every_table_and_figure(results_build: Build) -> None:
         assert f"![{name}](figures/{name}.png)" in readme
     assert "Miniature rehearsal" in readme
     assert "| NeVe |" in readme and "p (Welch)" in readme
-    assert "Not aggregated yet: `table1`" in readme
+    assert "Not aggregated yet: `paper-vs-code-demo`, `tiny`." in readme

@@ -20,8 +20,8 @@ RECORDS = [
 
 
 @pytest.fixture
-def isolated_env(tmp_path, monkeypatch):
-    """No real W&B login, no real HOME: what an unconfigured machine sees."""
+def isolated_env(tmp_path, monkeypatch, wandb_in_this_process):
+    """No real W&B login, no real HOME: what an unconfigured machine sees; W&B's service stopped after."""
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))

@@ -5,14 +5,13 @@ from __future__ import annotations
 import gc
 import io
 import json
-import signal
 import weakref
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from cli_runs import cli, records_without_seconds, wait_for
+from cli_runs import kill_after_first_checkpoint, records_without_seconds, resume_and_check_it_resumed
 from torch import nn
 
 from neve.config import RunConfig
@@ -28,12 +27,6 @@ FAST = dict(dataset="digits", model="resnet8", batch_size=128, aux_size=16, wand
             num_workers=0)
 CLI_FAST = ["--dataset", "digits", "--model", "resnet8", "--batch-size", "128", "--aux-size", "16",
             "--wandb", "disabled", "--no-progress"]
-
-
-
-
-
-
 
 
 def _roundtrip(state: dict) -> dict:
@@ -152,17 +145,10 @@ def test_ultimate_run_killed_with_sigkill_resumes_to_the_same_records(tmp_path: 
     assert summary["stop_epoch"] is None and summary["epochs_run"] == epochs and summary["kept_epoch"] is None
 
     killed = tmp_path / "killed"
-    args = [*CLI_FAST, "--method", "ultimate", "--epochs", str(epochs), "--out", str(killed)]
-    process = cli(*args)
-    wait_for(killed / "checkpoint.pt", process)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (killed / "summary.json").exists(), "the run finished before it could be killed"
-    assert len(read_records(killed)) < epochs
-    resumed = cli(*args)
-    _, err = resumed.communicate()
-    assert resumed.returncode == 0, err
-    assert "resuming" in err
+    args = [*CLI_FAST, "--method", "ultimate", "--epochs", str(epochs)]
+    before_kill = kill_after_first_checkpoint(args, killed)
+    assert len(before_kill) < epochs
+    resume_and_check_it_resumed(args, killed, before_kill, epochs)
 
     assert records_without_seconds(killed) == records_without_seconds(straight)
     final_straight = torch.load(straight / "model.pt", weights_only=True)

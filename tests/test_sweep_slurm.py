@@ -75,7 +75,7 @@ def test_a_sweep_is_submitted_once_as_split_arrays_and_trains_every_run(submitte
 
 
 def test_a_requeued_job_resumes_to_the_same_records_and_w_and_b_run_and_a_failing_job_shows_failed(
-        submitted_sweep: Path, slurm_cluster, tmp_path: Path, monkeypatch, capsys) -> None:
+        submitted_sweep: Path, slurm_cluster, tmp_path: Path, monkeypatch, capsys, wandb_in_this_process) -> None:
     home = tmp_path / "home"
     home.mkdir()
     for name, value in {"HOME": str(home), "WANDB_SILENT": "true", "WANDB_DISABLE_GIT": "true"}.items():

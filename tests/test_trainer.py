@@ -9,8 +9,12 @@ import pytest
 import torch
 from cli_runs import cli, records_without_seconds, straight_and_resumed, wait_for
 
+from experiments.train import build_parser, config_from_args
+from experiments.train import main as train_main
 from neve.config import RunConfig
+from neve.methods import EpochResult, Stepper, method_class
 from neve.records import read_records
+from neve.summary import summarize
 from neve.trainer import CheckpointError, train
 
 FAST = dict(dataset="digits", model="resnet8", epochs=3, batch_size=128, aux_size=16, wandb="disabled",
@@ -56,12 +60,61 @@ def test_vloss_needs_a_holdout_and_reports_the_best_validation_epoch(tmp_path: P
     assert kept["epoch"] == best["epoch"]
 
 
+def test_vloss_stops_after_more_than_stop_patience_epochs_without_a_new_best() -> None:
+    # patience 1 -> stop_patience 2 (the default, 2 x patience). A tie is no new best.
+    config = RunConfig(**FAST, method="vloss", holdout=0.1, patience=1).resolved()
+    assert config.stop_patience == 2
+    assert RunConfig(**FAST, method="vloss", holdout=0.1).resolved().stop_patience == 20  # patience 10
+    losses = [1.0, 0.8, 0.8, 0.85, 0.81, 0.7, 0.75, 0.72, 0.71]
+    # epoch:  1    2    3    4     5     6    7     8     9
+    # bests at 1, 2, 6; epochs since the best: 3 at epoch 5 (> 2: stop), 0 at 6, 3 again at 9.
+    policy = method_class("vloss")(config)
+    stepper = Stepper(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1))
+    decisions = [policy.end_epoch(EpochResult(epoch, 1.0, 0.5, 1.0, 0.5, loss, 0.5, None), stepper)
+                 for epoch, loss in enumerate(losses, start=1)]
+    assert [e for e, d in enumerate(decisions, 1) if d.stop] == [5, 9]
+    assert [e for e, d in enumerate(decisions, 1) if d.keep_weights] == [1, 2, 6]
+
+
+def test_a_vloss_run_halts_at_its_early_stop(tmp_path: Path) -> None:
+    # stop_patience 0: the run ends at the first epoch whose validation loss is no new minimum. A high constant
+    # lr makes that happen within the budget (checked below, so the test cannot pass without a stop).
+    summary, records = run(tmp_path, method="vloss", holdout=0.1, epochs=6, stop_patience=0, patience=10,
+                           lr=0.8, precision="fp32")
+    losses = [r["val_loss"] for r in records]
+    first_bad = next(e for e in range(2, 7) if losses[e - 1] >= min(losses[:e - 1]))
+    assert len(records) == first_bad < 6
+    assert summary["stop_epoch"] == first_bad and [r["method_stop"] for r in records][-1] == 1
+    assert summary["epochs_run"] == first_bad
+
+
 def test_neve_halts_at_the_stop_or_marks_it(tmp_path: Path) -> None:
     # An epsilon above any velocity makes NeVe stop after the first epoch.
     summary, records = run(tmp_path, name="halt", method="neve", epsilon=10.0)
     assert len(records) == 1 and summary["stop_epoch"] == 1 and summary["test_acc_at_stop"] == records[0]["test_acc"]
     summary, records = run(tmp_path, name="mark", method="neve", epsilon=10.0, stop="mark")
     assert len(records) == 3 and summary["stop_epoch"] == 1 and summary["epochs_run"] == 3
+    # Every epoch has V < epsilon: NeVe's number is the first one's, not the last's (they differ here).
+    assert [r["neve_stop"] for r in records] == [1, 1, 1]
+    assert summary["neve_stop_epoch"] == 1 and summary["test_acc_at_neve_stop"] == records[0]["test_acc"]
+    assert records[0]["test_acc"] != records[-1]["test_acc"]
+
+
+def test_the_summary_reads_each_stop_at_its_first_epoch() -> None:
+    def record(epoch: int, neve_stop: int, method_stop: int, kept: int, val_loss: float) -> dict:
+        return {"epoch": epoch, "test_acc": epoch / 10, "train_loss": 1.0, "seconds": 2.0, "neve_stop": neve_stop,
+                "method_stop": method_stop, "kept_weights": kept, "val_loss": val_loss}
+
+    records = [record(1, 0, 0, 1, 0.9), record(2, 1, 0, 1, 0.5), record(3, 0, 1, 0, 0.7), record(4, 1, 1, 1, 0.6),
+               record(5, 1, 1, 0, 0.8)]
+    summary = summarize(records, {"method": "neve"})
+    assert (summary["neve_stop_epoch"], summary["test_acc_at_neve_stop"]) == (2, 0.2)  # V < epsilon: 2, 4, 5
+    assert (summary["stop_epoch"], summary["test_acc_at_stop"]) == (3, 0.3)
+    assert (summary["best_val_epoch"], summary["test_acc_at_best_val"]) == (2, 0.2)
+    assert (summary["kept_epoch"], summary["test_acc_at_kept"]) == (4, 0.4)  # the last model kept
+    assert summary["epochs_run"] == 5 and summary["final_test_acc"] == 0.5 and summary["wall_seconds"] == 10.0
+    never = summarize([record(1, 0, 0, 0, 0.9), record(2, 0, 0, 0, 0.8)], {"method": "neve"})
+    assert never["neve_stop_epoch"] is None and never["test_acc_at_neve_stop"] is None
 
 
 def test_a_finished_run_is_not_run_again(tmp_path: Path) -> None:
@@ -100,7 +153,7 @@ def test_a_checkpoint_of_another_experiment_is_refused(tmp_path: Path) -> None:
 def test_a_run_killed_with_sigkill_resumes_to_the_same_records(tmp_path: Path, method: str) -> None:
     args = ["--dataset", "digits", "--model", "resnet8", "--method", method, "--epochs", "4", "--aux-size", "16",
             "--wandb", "disabled", "--no-progress", "--patience", "0", "--holdout", "0.1"]
-    _, killed = straight_and_resumed(args, tmp_path)
+    _, killed = straight_and_resumed(args, tmp_path, epochs=4)
 
     assert records_without_seconds(killed) == records_without_seconds(tmp_path / "straight")
     summary_a = json.loads((tmp_path / "straight" / "summary.json").read_text())
@@ -108,15 +161,33 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_records(tmp_path: Path, m
     assert summary_a["final_test_acc"] == summary_b["final_test_acc"]
 
 
-def test_bad_options_give_clear_errors_from_the_command_line(tmp_path: Path) -> None:
+def test_bad_options_give_clear_errors_from_the_command_line(tmp_path: Path, capsys, monkeypatch) -> None:
+    # In-process through main(): the same parser and validation as `python -m experiments.train`, without
+    # starting a process (and importing torch) per case. main() drops an inherited WANDB_SERVICE.
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)
     for args, message in [(["--alpha", "1.5"], "alpha"), (["--epsilon", "-1"], "epsilon"),
                           (["--method", "vloss"], "--holdout"), (["--aux", "val"], "--holdout"),
                           (["--label-noise", "1.2"], "label-noise"), (["--holdout", "1.5"], "--holdout")]:
-        process = cli("--dataset", "digits", "--model", "resnet8", "--out", str(tmp_path / "x"), "--wandb",
-                      "disabled", *args)
-        _, err = process.communicate()
-        assert process.returncode == 2 and message in err, (args, err)
+        code = train_main(["--dataset", "digits", "--model", "resnet8", "--out", str(tmp_path / "x"), "--wandb",
+                           "disabled", *args])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err, (args, err)
         assert not (tmp_path / "x" / "checkpoint.pt").exists()
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own errors: exit status 2 and the usage
+        train_main(["--optimizer", "rmsprop"])
+    assert exit_info.value.code == 2 and "--optimizer: invalid choice" in capsys.readouterr().err
+
+
+def test_adam_without_lr_gets_the_papers_1e_3() -> None:
+    # Spec section 4: the Adam ablation (Fig. 8) trains with lr 1e-3, whatever the recipe's SGD lr (0.1).
+    for dataset, model in (("cifar100", "resnet32"), ("digits", "resnet8")):
+        args = build_parser().parse_args(["--dataset", dataset, "--model", model, "--optimizer", "adam"])
+        config = config_from_args(args).resolved()
+        assert (config.optimizer, config.lr) == ("adam", 1e-3)
+        assert config_from_args(build_parser().parse_args(["--dataset", dataset, "--model", model])).resolved().lr \
+            != 1e-3
+    explicit = build_parser().parse_args(["--dataset", "cifar100", "--optimizer", "adam", "--lr", "0.01"])
+    assert config_from_args(explicit).resolved().lr == 0.01
 
 
 @pytest.mark.parametrize("aux", ["train", "val", "folder"])
@@ -135,13 +206,15 @@ def test_velocity_on_real_image_aux_sets(tmp_path: Path, aux: str) -> None:
     assert json.loads((tmp_path / "run" / "config.json").read_text())["aux"] == option
 
 
-def test_every_method_runs_resnet32_on_a_synthetic_cifar_folder_from_the_command_line(tmp_path: Path) -> None:
+def test_every_method_runs_on_a_synthetic_cifar_folder_from_the_command_line(tmp_path: Path) -> None:
+    # The CIFAR folder path, the command line and each method are the point: a ResNet-8 (ResNet-32's family,
+    # tested in test_models.py) keeps six processes' training short.
     from neve.data import write_synthetic_cifar
 
     write_synthetic_cifar(tmp_path / "cifar", "cifar10", n_train=200, n_test=50, seed=0)
     processes = {}
     for method in ["baseline", "vloss", "neve", "none", "ultimate", "labelwave"]:
-        processes[method] = cli("--dataset", "cifar10", "--model", "resnet32", "--method", method, "--epochs", "2",
+        processes[method] = cli("--dataset", "cifar10", "--model", "resnet8", "--method", method, "--epochs", "2",
                                 "--holdout", "0.1", "--data-root", str(tmp_path / "cifar"), "--no-download",
                                 "--out", str(tmp_path / method), "--wandb", "disabled", "--no-progress",
                                 "--aux-size", "20")
@@ -172,7 +245,8 @@ def test_the_aux_batch_size_changes_the_cost_not_the_velocity(tmp_path: Path) ->
         run(tmp_path, name="bad", aux_batch_size=0)
 
 
-def test_a_run_logs_every_epoch_and_its_summary_to_an_offline_wandb_run(tmp_path: Path, monkeypatch) -> None:
+def test_a_run_logs_every_epoch_and_its_summary_to_an_offline_wandb_run(tmp_path: Path, monkeypatch,
+                                                                        wandb_in_this_process) -> None:
     from test_records import offline_run
 
     monkeypatch.setenv("HOME", str(tmp_path))  # no W&B login of the machine's user is read or written

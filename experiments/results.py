@@ -58,7 +58,7 @@ INTEGER = {"seed", "holdout_images", "budget_epochs", "acc_fallback", "metric_ep
 FLOAT_FORMAT = "%.8g"
 #: Columns that hold text, empty when absent ("" rather than NaN): no block, no detail, no lr decay.
 TEXT = ("block", "detail", "lr_decay_epochs")
-#: ``state`` of a run that counts; any other (failed, running, pending, missing) is listed, never averaged.
+#: ``state`` of a run that counts; any other (failed, running, pending, missing, unknown) is listed, never averaged.
 FINISHED = "finished"
 
 
@@ -249,7 +249,7 @@ def _notes(results: Results, welch: bool, paper: bool) -> list[str]:
 
 
 def unfinished_markdown(results: Results) -> list[str]:
-    """The runs not averaged (failed, running, pending, missing), one line each, by folder."""
+    """The runs not averaged (failed, running, pending, missing, unknown), one line each, by folder."""
     runs = results.unfinished_runs.drop_duplicates("run")
     if runs.empty:
         return []

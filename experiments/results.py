@@ -268,3 +268,38 @@ def _cell_value(value: object) -> str:
     if isinstance(value, float):
         return "–" if math.isnan(value) else f"{value:g}"
     return str(value)
+
+
+# ---------------------------------------------------------------------------------------------- notebooks
+#: The ``make`` target of each experiment, where it differs from its name.
+MAKE_TARGETS = {"ablation-alpha-delta": "ablation"}
+
+
+def notebook_results(name: str, results_dir: str | Path | None = None, root: str | Path = "../results") -> Path:
+    """The results folder a notebook reads, saying first what to run when nothing is there yet.
+
+    ``results_dir`` given: that. Else ``root`` if it holds the experiment's CSVs, else the ``--miniature``
+    rehearsal's (``root/miniature``), announced as a rehearsal; else ``root``, after printing the commands that
+    make the results (``load_results`` then raises its ``ResultsError``)."""
+    if results_dir:
+        return Path(results_dir)
+    root = Path(root)
+    if results_path(root, name).is_file():
+        return root
+    rehearsal = root / "miniature"
+    if results_path(rehearsal, name).is_file():
+        print(f"REHEARSAL: no results of {name} in {root}; showing the --miniature rehearsal's from {rehearsal} "
+              "(digits, ResNet-8, a few epochs: the layout is the experiment's, the numbers mean nothing).")
+        return rehearsal
+    target = MAKE_TARGETS.get(name, name)
+    if name in ("demo", "paper-vs-code-demo"):
+        print(f"No results of {name} in {root} yet. Make them offline on a CPU: make demo (from the repo root).")
+        return root
+    print(f"No results of {name} in {root} yet. Make them from the repo root, either\n"
+          f"  on a GPU cluster:  make {target} EXECUTOR=slurm CLUSTER=<profile in slurm/> SEEDS=10\n"
+          f"  or as an offline rehearsal on digits (minutes on a CPU; the numbers mean nothing):\n"
+          f"    python -m experiments.sweep {name} --miniature --seeds 2 --jobs 2 --executor local --wandb disabled\n"
+          f"    python -m experiments.aggregate {name} --miniature --seeds 2\n"
+          f"    python -m experiments.plots {name} --miniature\n"
+          f"  (this notebook then shows the rehearsal, labelled as such).")
+    return root

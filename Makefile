@@ -12,10 +12,12 @@ JOBS ?= 1
 SWEEP_ARGS = $(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(CLUSTER),--cluster $(CLUSTER)) \
 	$(if $(SEEDS),--seeds $(SEEDS)) --jobs $(JOBS)
 RESULT_ARGS = $(if $(SEEDS),--seeds $(SEEDS))
+# `make data DATA_ROOT=/shared/data`: CIFAR-10 and CIFAR-100 downloaded, verified and extracted there.
+DATA_ROOT ?= data
 PAPER := table1 table2 fig4a fig4b fig5 fig6 fig7 fig8 ablation paper-vs-code
 experiment = $(if $(filter ablation,$(1)),ablation-alpha-delta,$(1))
 
-.PHONY: help install test lint train bench clean demo figures $(PAPER)
+.PHONY: help install test lint train bench clean demo figures data $(PAPER)
 
 help:  ## list the commands
 	@grep -E '^[a-z0-9][a-z0-9 -]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' \
@@ -47,6 +49,9 @@ table1 table2 fig4a fig4b fig5 fig6 fig7 fig8 ablation paper-vs-code: $(STAMP)  
 	$(BIN)/python -m experiments.sweep $(call experiment,$@) $(SWEEP_ARGS)
 	$(BIN)/python -m experiments.aggregate $(call experiment,$@) $(RESULT_ARGS)
 	$(BIN)/python -m experiments.plots $(call experiment,$@)
+
+data: $(STAMP)  ## download, verify and extract CIFAR-10/100 into DATA_ROOT (default data/) before a sweep
+	$(BIN)/python -m neve.data prepare cifar10 cifar100 --root $(DATA_ROOT)
 
 figures: $(STAMP)  ## render every figure that has results, and results/README.md
 	$(BIN)/python -m experiments.plots --all

@@ -1,1 +1,2 @@
-"""Experiment entry points: single runs now; sweeps, aggregation and plots as the paper work lands."""
+"""The paper's experiments on top of the library: the catalog, planning and run status, single runs (``train``),
+sweeps on this machine or SLURM (``sweep``), and results: ``aggregate`` -> CSVs, ``plots``, ``report``."""

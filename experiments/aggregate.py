@@ -1,8 +1,10 @@
 """Run folders of one experiment -> the results CSVs and its table: ``python -m experiments.aggregate NAME``.
 
-The runs come from the catalog through :func:`experiments.sweep.plan` with the sweep's own options, so
+The runs come from the catalog through :func:`experiments.planning.plan` with the sweep's own options, so
 ``aggregate NAME`` reads exactly the runs ``sweep NAME`` trains, and each through :class:`RunFolder` (the one
-reader of the trainer's files). What is written, and its columns, is :mod:`experiments.results`.
+reader of the trainer's files). It needs no scheduler: finished runs are read from their folders, and the SLURM
+queue is asked only about submitted runs not finished; when it cannot be read those are listed as ``unknown``
+with its error, and the rest is aggregated. What is written, and its columns, is :mod:`experiments.results`.
 
 Each cell's number is its ``metric`` summary field (NeVe: the test accuracy at the first epoch with
 V < epsilon; V.Loss and Label Wave: at the model they kept; Baseline and the Ultimate Optimizer: at the end).
@@ -33,6 +35,7 @@ import pandas as pd
 from scipy import stats
 
 from experiments.catalog import MINIATURE_EPOCHS, TRAIN_SET_SIZE, Cell, Experiment, PlannedRun, get_experiment
+from experiments.planning import plan, statuses
 from experiments.results import (
     CELL_COLUMNS,
     FINISHED,
@@ -45,7 +48,6 @@ from experiments.results import (
     results_path,
 )
 from experiments.run_folder import RunFolder, RunFolderError
-from experiments.sweep import plan, statuses
 from neve.config import FIDELITIES, RESUMABLE_FIELDS
 from neve.io import atomic_write_text
 

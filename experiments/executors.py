@@ -8,10 +8,10 @@ pack several small runs on one GPU per job, and records what it submitted in the
 
 from __future__ import annotations
 
-import getpass
-import json
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -27,13 +27,9 @@ from tqdm.auto import tqdm
 from experiments.catalog import PlannedRun
 from experiments.job import TrainJob, run_command
 from experiments.profiles import ClusterProfile
+from experiments.slurm_queue import SUBMITTED, read_submitted
+from neve.interrupt import STOP_SIGNALS
 from neve.io import atomic_write_json
-
-SUBMITTED = "submitted.json"
-#: squeue states, as the sweep reports them.
-QUEUE_STATES = {"PENDING": "pending", "REQUEUED": "pending", "REQUEUE_HOLD": "pending", "REQUEUE_FED": "pending",
-                "CONFIGURING": "running", "RUNNING": "running", "COMPLETING": "running", "SUSPENDED": "running",
-                "RESIZING": "running", "STAGE_OUT": "running", "SIGNALING": "running"}
 
 
 def slurm_available() -> bool:
@@ -41,11 +37,30 @@ def slurm_available() -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ local
+#: After forwarding a stop, how long a run may take to reach its safe point before it is killed.
+STOP_GRACE_S = 60.0
+
+
 @dataclass
 class LocalResult:
     run: PlannedRun
-    returncode: int
+    returncode: int | None  # None: never started, the sweep was stopped first
     log: Path
+
+    @property
+    def interrupted(self) -> bool:
+        """Stopped by a signal (at a safe point, exit 128 + signal, or killed), or never started."""
+        return self.returncode is None or self.returncode < 0 or self.returncode in STOPPED_CODES
+
+
+#: Exit statuses of a run process that stopped at a safe point (``experiments.job``: 128 + the signal).
+STOPPED_CODES = {128 + signum for signum in STOP_SIGNALS}
+
+
+@dataclass
+class LocalSweep:
+    results: list[LocalResult]
+    stopped_by: int | None = None  # the signal that stopped the sweep
 
 
 def local_slots(jobs: int, runs_per_gpu: int) -> list[dict[str, str]]:
@@ -73,28 +88,59 @@ def _visible_gpus() -> list[str]:
         return []
 
 
-def run_local(runs: Sequence[PlannedRun], *, jobs: int = 1, runs_per_gpu: int = 1,
-              progress: bool = True) -> list[LocalResult]:
-    """Train ``runs`` on this machine, ``jobs`` at a time, one process each; output goes to ``<run>/train.log``."""
+def run_local(runs: Sequence[PlannedRun], *, jobs: int = 1, runs_per_gpu: int = 1, progress: bool = True,
+              grace_s: float = STOP_GRACE_S) -> LocalSweep:
+    """Train ``runs`` on this machine, ``jobs`` at a time, one process each; output goes to ``<run>/train.log``.
+
+    SIGTERM, SIGINT or SIGHUP to the sweep is forwarded to every run, which stops at a safe point (its last
+    checkpoint kept); no new run starts, and a run still going ``grace_s`` seconds later (or at a second
+    signal) is killed. It returns once no run process is left, with the signal in ``stopped_by``."""
     if jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
     free_slots = local_slots(jobs, runs_per_gpu)
-    lock = threading.Lock()
+    lock = threading.RLock()  # re-entrant: the signal handler takes it in the main thread
     processes: set[subprocess.Popen] = set()
+    stopped: list[int] = []
+
+    def kill_all() -> None:
+        with lock:
+            targets = list(processes)
+        for process in targets:
+            _send(process, signal.SIGKILL)
+
+    def forward(signum: int, frame: Any) -> None:
+        with lock:
+            first = not stopped
+            stopped.append(signum)
+            targets = list(processes)
+        if not first:
+            kill_all()
+            return
+        tqdm.write(f"{signal.Signals(signum).name}: stopping {len(targets)} run(s) at their next safe point",
+                   file=sys.stderr)
+        for process in targets:
+            _send(process, signum)
+        killer = threading.Timer(grace_s, kill_all)
+        killer.daemon = True
+        killer.start()
 
     def train_one(run: PlannedRun) -> LocalResult:
+        log_path = run.run_dir / "train.log"
         with lock:
+            if stopped:
+                return LocalResult(run, None, log_path)
             env = free_slots.pop()
         try:
             run.run_dir.mkdir(parents=True, exist_ok=True)
-            log_path = run.run_dir / "train.log"
             with open(log_path, "a") as log_file:
                 log_file.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} sweep {run.experiment}: training "
                                f"{run.run_dir}\n")
                 log_file.flush()
-                process = subprocess.Popen([*run_command(run.config.to_dict()), "--log", str(log_path)],
-                                           stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **env})
-                with lock:
+                with lock:  # a stop either comes before the start, or finds the process in the set
+                    if stopped:
+                        return LocalResult(run, None, log_path)
+                    process = subprocess.Popen([*run_command(run.config.to_dict()), "--log", str(log_path)],
+                                               stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **env})
                     processes.add(process)
                 code = process.wait()
                 with lock:
@@ -107,66 +153,48 @@ def run_local(runs: Sequence[PlannedRun], *, jobs: int = 1, runs_per_gpu: int = 
     results = []
     bar = tqdm(total=len(runs), desc="runs", unit="run", disable=not progress)
     pool = ThreadPoolExecutor(max_workers=jobs)
+    previous = _install(forward)
     try:
         futures = [pool.submit(train_one, run) for run in runs]
         for future in as_completed(futures):
             result = future.result()
             results.append(result)
             bar.update(1)
-            if result.returncode != 0:
+            if result.returncode and not (stopped and result.interrupted):
                 tqdm.write(f"FAILED {result.run.run_dir} (exit {result.returncode}); log: {result.log}",
                            file=sys.stderr)
-    except KeyboardInterrupt:
+    except BaseException:  # the sweep itself failed: start nothing more, leave nothing running
         with lock:
-            for process in processes:
-                process.terminate()
+            stopped.append(0)
+        kill_all()
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        _restore(previous)
         bar.close()
-    return results
+    signum = next((s for s in stopped if s), None)
+    return LocalSweep(results, signum)
+
+
+def _send(process: subprocess.Popen, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        if process.poll() is None:
+            process.send_signal(signum)
+
+
+def _install(handler: Any) -> dict[int, Any]:
+    """``handler`` for the stop signals, where signals can be handled (the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+
+
+def _restore(previous: dict[int, Any]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
 
 
 # ------------------------------------------------------------------------------------------------ slurm
-def queue_states() -> dict[str, str]:
-    """This user's SLURM jobs, one id per array task (``123_4``) -> pending / running. Empty without SLURM."""
-    if shutil.which("squeue") is None:
-        return {}
-    result = subprocess.run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i %T"],
-                            capture_output=True, text=True, timeout=60)
-    if result.returncode != 0:
-        raise RuntimeError(f"squeue failed ({result.stderr.strip()}); is the SLURM controller reachable?")
-    states = {}
-    for line in result.stdout.splitlines():
-        job_id, _, state = line.strip().partition(" ")
-        if job_id:
-            states[job_id] = QUEUE_STATES.get(state.strip(), state.strip().lower())
-    return states
-
-
-def read_submitted(sweep_dir: Path) -> dict[str, dict[str, Any]]:
-    """``run name -> {job_id, run_dir, stdout, stderr, submitted}`` of the runs this sweep submitted."""
-    path = sweep_dir / SUBMITTED
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON ({error}); it lists what was submitted: fix or remove it "
-                         "(then check squeue yourself before resubmitting)") from error
-
-
-def all_submitted(runs_dir: Path) -> dict[str, dict[str, Any]]:
-    """Every sweep's submissions under ``runs_dir/sweeps``, newest wins: a run shared by two experiments is
-    known to be queued whichever sweep submitted it."""
-    merged: dict[str, dict[str, Any]] = {}
-    for path in sorted((runs_dir / "sweeps").glob(f"*/{SUBMITTED}")):
-        for name, entry in read_submitted(path.parent).items():
-            if name not in merged or entry.get("submitted", 0) > merged[name].get("submitted", 0):
-                merged[name] = entry
-    return merged
-
-
 def packs(runs: Sequence[PlannedRun], runs_per_gpu: int) -> list[list[PlannedRun]]:
     """Group runs into jobs of up to ``runs_per_gpu`` runs of the same dataset and model (equal resources)."""
     groups: dict[tuple[str, str], list[PlannedRun]] = {}

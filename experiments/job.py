@@ -8,7 +8,9 @@ where the run left off, and a finished run is skipped by the trainer.
 
 While a run trains, an exclusive lock on ``<run>/.lock`` keeps a second job (a repeated sweep, a requeued
 twin) from training the same folder at the same time; ``running.json`` tells the sweep where it runs, and a
-run that raised leaves ``error.json`` (its traceback and log) for ``--status``.
+run that raised leaves ``error.json`` (its traceback and log) for ``--status``. A run process
+(``python -m experiments.job``) stops at a safe point on SIGTERM, SIGINT or SIGHUP (:mod:`neve.interrupt`) and
+exits with 128 + the signal's number, leaving no ``error.json``: the run is interrupted, not failed.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import submitit
 
 from experiments.run_folder import RunFolder
 from neve.config import RunConfig
+from neve.interrupt import RunInterrupted, stop_on_signals
 from neve.records import forget_inherited_wandb_service
 
 log = logging.getLogger(__name__)
@@ -97,7 +100,7 @@ def train_run(config: dict[str, Any], log_path: str | None = None, wait_s: float
         try:
             train(run_config)
         except BaseException as error:
-            if not isinstance(error, KeyboardInterrupt | SystemExit):
+            if not isinstance(error, KeyboardInterrupt | SystemExit | RunInterrupted):
                 folder.mark_failed(error, traceback.format_exc(), log_path)
             raise
         finally:
@@ -154,8 +157,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="seconds to wait for another job holding the run before stepping aside")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    config = json.loads(args.config_json)
     try:
-        train_run(json.loads(args.config_json), args.log, wait_s=args.lock_wait)
+        with stop_on_signals():  # SIGTERM/SIGINT/SIGHUP: stop at a safe point, the last checkpoint intact
+            train_run(config, args.log, wait_s=args.lock_wait)
+    except RunInterrupted as stop:
+        print(f"interrupted: {config.get('out')} {stop}; its last epoch's checkpoint is kept and the same "
+              "command resumes it", file=sys.stderr)
+        return 128 + stop.signum
     except Exception as error:
         traceback.print_exc()
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)

@@ -58,7 +58,7 @@ INTEGER = {"seed", "holdout_images", "budget_epochs", "acc_fallback", "metric_ep
 FLOAT_FORMAT = "%.8g"
 #: Columns that hold text, empty when absent ("" rather than NaN): no block, no detail, no lr decay.
 TEXT = ("block", "detail", "lr_decay_epochs")
-#: ``state`` of a run that counts; any other (failed, running, pending, missing) is listed, never averaged.
+#: ``state`` of a run that counts; any other (failed, running, pending, missing, unknown) is listed, never averaged.
 FINISHED = "finished"
 
 
@@ -249,7 +249,7 @@ def _notes(results: Results, welch: bool, paper: bool) -> list[str]:
 
 
 def unfinished_markdown(results: Results) -> list[str]:
-    """The runs not averaged (failed, running, pending, missing), one line each, by folder."""
+    """The runs not averaged (failed, running, pending, missing, unknown), one line each, by folder."""
     runs = results.unfinished_runs.drop_duplicates("run")
     if runs.empty:
         return []
@@ -268,3 +268,38 @@ def _cell_value(value: object) -> str:
     if isinstance(value, float):
         return "–" if math.isnan(value) else f"{value:g}"
     return str(value)
+
+
+# ---------------------------------------------------------------------------------------------- notebooks
+#: The ``make`` target of each experiment, where it differs from its name.
+MAKE_TARGETS = {"ablation-alpha-delta": "ablation"}
+
+
+def notebook_results(name: str, results_dir: str | Path | None = None, root: str | Path = "../results") -> Path:
+    """The results folder a notebook reads, saying first what to run when nothing is there yet.
+
+    ``results_dir`` given: that. Else ``root`` if it holds the experiment's CSVs, else the ``--miniature``
+    rehearsal's (``root/miniature``), announced as a rehearsal; else ``root``, after printing the commands that
+    make the results (``load_results`` then raises its ``ResultsError``)."""
+    if results_dir:
+        return Path(results_dir)
+    root = Path(root)
+    if results_path(root, name).is_file():
+        return root
+    rehearsal = root / "miniature"
+    if results_path(rehearsal, name).is_file():
+        print(f"REHEARSAL: no results of {name} in {root}; showing the --miniature rehearsal's from {rehearsal} "
+              "(digits, ResNet-8, a few epochs: the layout is the experiment's, the numbers mean nothing).")
+        return rehearsal
+    target = MAKE_TARGETS.get(name, name)
+    if name in ("demo", "paper-vs-code-demo"):
+        print(f"No results of {name} in {root} yet. Make them offline on a CPU: make demo (from the repo root).")
+        return root
+    print(f"No results of {name} in {root} yet. Make them from the repo root, either\n"
+          f"  on a GPU cluster:  make {target} EXECUTOR=slurm CLUSTER=<profile in slurm/> SEEDS=10\n"
+          f"  or as an offline rehearsal on digits (minutes on a CPU; the numbers mean nothing):\n"
+          f"    python -m experiments.sweep {name} --miniature --seeds 2 --jobs 2 --executor local --wandb disabled\n"
+          f"    python -m experiments.aggregate {name} --miniature --seeds 2\n"
+          f"    python -m experiments.plots {name} --miniature\n"
+          f"  (this notebook then shows the rehearsal, labelled as such).")
+    return root

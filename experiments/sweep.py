@@ -10,150 +10,36 @@ Examples:
 
 Repeating a command is free: finished runs are skipped, runs pending or running on the cluster (as recorded
 in runs/sweeps/<name>/submitted.json and checked with squeue) are not submitted twice, and interrupted or
-failed runs resume from their last checkpoint.
+failed runs resume from their last checkpoint. While squeue cannot be read, submitted runs not finished are
+`unknown` and the sweep refuses to start anything; it also refuses when a dataset its runs need is not prepared
+and verified at the data root (python -m neve.data prepare ...), which --dry-run and --status report.
+Planning and run status live in experiments.planning.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import signal
 import sys
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from experiments.catalog import MINIATURE_EPOCHS, PlannedRun, experiment_names, get_experiment
 from experiments.costs import run_hours
-from experiments.executors import all_submitted, queue_states, run_local, slurm_available, submit_slurm
+from experiments.executors import run_local, slurm_available, submit_slurm
+from experiments.planning import STATES, UNKNOWN, RunStatus, plan, select, statuses  # noqa: F401  (select: re-exported)
 from experiments.profiles import ProfileError, load_profile
 from experiments.run_folder import RunFolder, RunFolderError
 from neve.config import FIDELITIES, WANDB_MODES
-
-STATES = ("finished", "running", "pending", "failed", "missing")
-
-
-@dataclass
-class RunStatus:
-    run: PlannedRun
-    state: str
-    epochs_done: int
-    detail: str = ""
-
-
-# ----------------------------------------------------------------------------------------------- planning
-def plan(name: str, *, seeds: int | None = None, runs_dir: str | Path = "runs", only: Sequence[str] = (),
-         fidelity: str | None = None, wandb: str = "auto", data_root: str | None = None,
-         miniature: bool = False, miniature_epochs: int = MINIATURE_EPOCHS) -> list[PlannedRun]:
-    """The runs of experiment ``name``, resolved, restricted by ``only`` (``KEY=VALUE``, config fields).
-
-    ``miniature``: the experiment's grid on digits for ``miniature_epochs`` epochs (:meth:`Experiment.miniature`).
-    The aggregation plans with the same arguments, so it reads exactly the runs a sweep trains."""
-    runs_dir = Path(runs_dir).resolve()
-    overrides: dict[str, Any] = {"wandb": wandb, "progress": False, "wandb_group": name}
-    if fidelity:
-        overrides["fidelity"] = fidelity
-    if data_root:
-        overrides["data_root"] = str(Path(data_root).resolve())
-    experiment = get_experiment(name)
-    if miniature:
-        experiment = experiment.miniature(miniature_epochs)
-    runs = experiment.runs(seeds, runs_dir=runs_dir, overrides=overrides)
-    if "data_root" not in overrides:  # jobs run elsewhere (a SLURM node's cwd): make the default absolute
-        runs = [_with_absolute_data_root(run) for run in runs]
-    return select(runs, only)
-
-
-def _with_absolute_data_root(run: PlannedRun) -> PlannedRun:
-    import dataclasses
-
-    config = dataclasses.replace(run.config, data_root=str(Path(run.config.data_root).resolve()))
-    return dataclasses.replace(run, config=config)
-
-
-def select(runs: Sequence[PlannedRun], only: Sequence[str]) -> list[PlannedRun]:
-    """Keep the runs whose config (or cell values) match every ``KEY=VALUE``; repeating a key means "or"."""
-    wanted: dict[str, set[str]] = {}
-    for item in only:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--only takes KEY=VALUE (e.g. dataset=cifar10), got {item!r}")
-        wanted.setdefault(key.strip(), set()).add(value.strip())
-    if not runs:
-        return []
-    fields = set(runs[0].config.to_dict()) | {k for run in runs for k in run.cell.values} | {"cell"}
-    unknown = sorted(set(wanted) - fields)
-    if unknown:
-        raise ValueError(f"--only: unknown key(s) {', '.join(unknown)}; use a run config field (dataset, model, "
-                         "method, seed, holdout, ...), a cell value, or cell=<label>")
-    return [run for run in runs if all(_matches(run, key, values) for key, values in wanted.items())]
-
-
-def _matches(run: PlannedRun, key: str, values: set[str]) -> bool:
-    """The config field, the cell's value of that name (``method=V.Loss 30%``) or its label (``cell=``)."""
-    candidates = [run.cell.label] if key == "cell" else []
-    if key in run.cell.values:
-        candidates.append(run.cell.values[key])
-    if hasattr(run.config, key):
-        candidates.append(getattr(run.config, key))
-    return any(_same(actual, value) for actual in candidates for value in values)
-
-
-def _same(actual: Any, text: str) -> bool:
-    if isinstance(actual, bool):
-        return text.lower() in (("true", "1", "yes") if actual else ("false", "0", "no"))
-    if isinstance(actual, int | float):
-        try:
-            return float(text) == float(actual)
-        except ValueError:
-            return False
-    if isinstance(actual, tuple | list):
-        return text == ",".join(str(a) for a in actual)
-    return str(actual) == text
+from neve.data.prepare import CHECKS as DATA_CHECKS
+from neve.data.prepare import PREPARABLE, DataCheck, check_data, prepare_command
 
 
 # ------------------------------------------------------------------------------------------------- status
-def statuses(runs: Sequence[PlannedRun]) -> list[RunStatus]:
-    """Each run's state, from its folder and, for submitted runs, the scheduler's queue."""
-    if not runs:
-        return []
-    runs_dir = runs[0].run_dir.parent
-    submitted = all_submitted(runs_dir)
-    queue = queue_states() if any(run.name in submitted for run in runs) else {}
-    return [run_status(run, submitted.get(run.name), queue) for run in runs]
-
-
-def run_status(run: PlannedRun, submission: dict[str, Any] | None, queue: dict[str, str]) -> RunStatus:
-    folder = RunFolder(run.run_dir)
-    try:
-        epochs = folder.epochs_done()
-    except RunFolderError as error:
-        return RunStatus(run, "failed", 0, str(error))
-    if folder.finished:
-        return RunStatus(run, "finished", epochs)
-    if submission and submission["job_id"] in queue:
-        state = queue[submission["job_id"]]
-        return RunStatus(run, state, epochs, f"SLURM job {submission['job_id']}; log {submission['stderr']}")
-    marker = folder.running()
-    if marker and not marker.get("slurm_job_id"):
-        return RunStatus(run, "running", epochs, f"pid {marker.get('pid')} on {marker.get('host')}; log "
-                                                 f"{marker.get('log') or run.run_dir / 'train.log'}")
-    error = folder.error()
-    if error:
-        return RunStatus(run, "failed", epochs, f"{error['error']}; log {error.get('log') or run.run_dir}")
-    if submission and shutil_has_squeue():
-        return RunStatus(run, "failed", epochs, f"SLURM job {submission['job_id']} left the queue before the run "
-                                                f"finished; log {submission['stderr']}")
-    return RunStatus(run, "missing", epochs, f"resumes after epoch {epochs}" if epochs else "")
-
-
-def shutil_has_squeue() -> bool:
-    import shutil
-
-    return shutil.which("squeue") is not None
-
-
 def print_status(items: Sequence[RunStatus], file: Any = None) -> None:
     file = file or sys.stdout
     width = max((len(item.run.name) for item in items), default=10)
@@ -190,6 +76,44 @@ def print_catalog(file: Any = None) -> None:
           f"~{hours:,.0f} {devices} hours at most (each run's whole epoch budget)", file=file)
     if assumed:
         print("* includes epoch times assumed, not measured (see experiments/costs.py)", file=file)
+
+
+def print_interrupted(args: argparse.Namespace, stopped: Sequence[Any], signum: int) -> None:
+    """The runs a signal stopped (each at its last checkpoint) or kept from starting, and how to resume."""
+    print(f"{args.experiment}: stopped by {signal.Signals(signum).name}; {len(stopped)} run(s) interrupted:",
+          file=sys.stderr)
+    for result in stopped:
+        epochs = RunFolder(result.run.run_dir).epochs_done() if result.returncode is not None else 0
+        where = "not started" if result.returncode is None else f"stopped after epoch {epochs}"
+        print(f"  {where:<24} {result.run.run_dir}", file=sys.stderr)
+    print(f"resume them (finished runs are skipped): python -m experiments.sweep {shlex.join(args.argv)}",
+          file=sys.stderr)
+
+
+def data_checks(runs: Sequence[PlannedRun]) -> list[DataCheck]:
+    """Whether each dataset the runs need is present and verified at its data root (those with something to
+    check only: a dataset needing no preparation, such as digits, is left out)."""
+    needed = sorted({(run.config.dataset, run.config.data_root) for run in runs})
+    return [check_data(dataset, root) for dataset, root in needed if dataset in DATA_CHECKS]
+
+
+def _data_missing(checks: Sequence[DataCheck]) -> str:
+    """What is missing, and the one command per data root that prepares it."""
+    missing = [check for check in checks if not check.ready]
+    lines = [check.line() for check in missing]
+    for root in sorted({check.root for check in missing}):
+        names = [check.dataset for check in missing if check.root == root and check.dataset in PREPARABLE]
+        if names:
+            lines.append(f"prepare with: {prepare_command(names, root)} (or: make data DATA_ROOT={root})")
+    return "data not ready, every run would fail on it:\n  " + "\n  ".join(lines)
+
+
+def _queue_unknown(unknown: Sequence[RunStatus]) -> str:
+    """Why a sweep will not submit while the queue is unknown: it could start a run that is still queued."""
+    names = ", ".join(item.run.name for item in unknown[:3]) + (", ..." if len(unknown) > 3 else "")
+    return (f"{len(unknown)} submitted run(s) not finished ({names}) may still be queued or running, and the "
+            f"SLURM queue cannot be read: {unknown[0].detail}. Run this where squeue answers; if those jobs are "
+            "gone for good (the cluster with them), remove their entries from runs/sweeps/*/submitted.json")
 
 
 def _offline(runs: Sequence[PlannedRun]) -> bool:
@@ -242,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     if args.list:
         print_catalog()
         return 0
@@ -263,8 +189,15 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{args.experiment}: no run matches {' '.join(args.only)}", file=sys.stderr)
         return 2
     items = statuses(runs)
+    unknown = [item for item in items if item.state == UNKNOWN]
+    # Only the data of runs still to train matters; a dataset with nothing to prepare is always ready.
+    data = data_checks([item.run for item in items if item.state in ("missing", "failed")])
     if args.status:
         print_status(items)
+        for check in data:
+            print(f"data: {check.line()}")
+        if unknown:
+            print(f"{len(unknown)} run(s) unknown: {unknown[0].detail}", file=sys.stderr)
         return 1 if any(item.state == "failed" for item in items) else 0
     executor = args.executor or ("slurm" if slurm_available() else "local")
     profile = None
@@ -273,27 +206,45 @@ def _run(args: argparse.Namespace) -> int:
             raise ValueError("--executor slurm needs --cluster PROFILE (a file in slurm/, see slurm/example.toml)")
         profile = load_profile(args.cluster)
     # Two cells may read one run (a miniature caps aux sizes): train each folder once.
+    verb = "submit" if executor == "slurm" else "train"
     todo = list({item.run.name: item for item in items if item.state in ("missing", "failed")}.values())
     skipped = Counter(item.state for item in {i.run.name: i for i in items}.values()
                       if item.state not in ("missing", "failed"))
     print(f"{args.experiment}: {len({run.name for run in runs})} runs; "
           + ", ".join(f"{n} {s}" for s, n in skipped.items())
-          + f"{', ' if skipped else ''}{len(todo)} to {'submit' if executor == 'slurm' else 'train'}"
+          + f"{', ' if skipped else ''}{len(todo)} to {verb}"
           + (f" ({retried} failed before, retried)" if (retried := sum(i.state == "failed" for i in todo)) else ""))
     if args.dry_run:
         for item in todo:
             print(f"  {item.state:<8} {item.epochs_done:>4}/{item.run.config.epochs:<4} {item.run.run_dir}")
+        for check in data:
+            print(f"data: {check.line()}")
+        if unknown:
+            print(f"would refuse to {verb}: {_queue_unknown(unknown)}")
+        if not all(check.ready for check in data):
+            print(f"would refuse to {verb}: {_data_missing(data)}")
         return 0
+    if unknown:
+        raise RuntimeError(f"refusing to {verb}: {_queue_unknown(unknown)}")
+    if not all(check.ready for check in data):
+        raise RuntimeError(f"refusing to {verb}: {_data_missing(data)}")
     if not todo:
         return 0
     to_train = [item.run for item in todo]
     if executor == "local":
         per_gpu = args.runs_per_gpu or 1
-        results = run_local(to_train, jobs=args.jobs, runs_per_gpu=per_gpu, progress=args.progress)
-        failed = [r for r in results if r.returncode != 0]
+        done = run_local(to_train, jobs=args.jobs, runs_per_gpu=per_gpu, progress=args.progress)
+        results = done.results
+        stopped = [r for r in results if done.stopped_by and r.interrupted]
+        failed = [r for r in results if r.returncode and r not in stopped]
         for result in failed:
             print(f"failed: {result.run.run_dir} (log {result.log})", file=sys.stderr)
-        print(f"{args.experiment}: {len(results) - len(failed)} trained, {len(failed)} failed")
+        trained = len(results) - len(failed) - len(stopped)
+        print(f"{args.experiment}: {trained} trained, {len(failed)} failed"
+              + (f", {len(stopped)} interrupted" if done.stopped_by else ""))
+        if done.stopped_by:
+            print_interrupted(args, stopped, done.stopped_by)
+            return 128 + done.stopped_by
         return 1 if failed else 0
     sweep_dir = Path(args.runs_dir).resolve() / "sweeps" / args.experiment
     new = submit_slurm(to_train, profile, sweep_dir, job_name=f"neve-{args.experiment}",

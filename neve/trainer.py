@@ -4,7 +4,9 @@ Per epoch: the policy sets the lr, the model trains on the training stream, is e
 validation (if held out) and test sets, velocity is measured on the aux set (for every method),
 the policy decides, one record is logged, and the run folder gets an atomic checkpoint with
 everything needed to continue bit for bit: model, optimizer (stepper), policy, velocity monitor,
-RNG states and the records so far. A finished run has ``summary.json``.
+RNG states and the records so far. A finished run has ``summary.json``. A stop requested through
+:mod:`neve.interrupt` (a signal, in a process that asked for that) is taken before a batch, never between an
+epoch's record and its checkpoint, so the last checkpoint always matches the records.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from neve import interrupt
 from neve.aux import gaussian_aux
 from neve.config import RunConfig, config_differences
 from neve.data import DataSplits, load_data
@@ -169,6 +172,7 @@ class Trainer:
         for epoch in range(start_epoch + 1, c.epochs + 1):
             if finished_early:
                 break
+            interrupt.check()  # a requested stop (neve.interrupt) is taken between epochs or batches, never mid-write
             record, decision = self._epoch(epoch, model, data, policy, stepper, monitor, set_monitors)
             if decision.keep_weights:
                 atomic_torch_save(self.run_dir / KEPT_MODEL, {"epoch": epoch, "model": model.state_dict()})
@@ -220,6 +224,7 @@ class Trainer:
         batches = tqdm(data.train.batches(epoch), total=len(data.train), desc=f"epoch {epoch}/{self.config.epochs}",
                        leave=False, disable=not self.config.progress, mininterval=1.0)
         for images, labels, indices in batches:
+            interrupt.check()
             images = _channels_last(images)
             stepper.zero_grad()
             with self._autocast():
@@ -242,6 +247,7 @@ class Trainer:
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
         seen = 0
         for images, labels in batches:
+            interrupt.check()
             images = _channels_last(images)
             with self._autocast():
                 logits = model(images)

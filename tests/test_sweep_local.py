@@ -7,6 +7,8 @@ import json
 import os
 import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -99,3 +101,52 @@ def test_a_second_job_on_a_run_being_trained_steps_aside(tmp_path: Path) -> None
     assert second.returncode == 0 and "being trained by another job" in second.stderr
     assert first.wait(timeout=120) == 0
     assert (run.run_dir / "summary.json").exists()
+
+
+# ------------------------------------------------------------------------- a local sweep stopped by a signal
+def _processes_mentioning(text: str) -> list[str]:
+    """Command lines of live processes naming ``text`` (a run folder's path appears in its job's command)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:  # gone meanwhile
+                continue
+            if text in cmdline:
+                found.append(f"{entry.name}: {cmdline[:200]}")
+    return found
+
+
+def test_a_sweep_sent_sigterm_stops_its_runs_at_a_checkpoint_leaves_nothing_running_and_resumes(
+        finished_sweep: Path, tmp_path: Path) -> None:
+    import torch
+
+    runs = plan("tiny", runs_dir=tmp_path)
+    process = subprocess.Popen([sys.executable, "-m", "experiments.sweep", "tiny", "--runs-dir", str(tmp_path), *BASE,
+                                "--jobs", "2"], cwd=REPO, env=dict(os.environ), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any((run.run_dir / "checkpoint.pt").exists() for run in runs):  # a run is mid-way
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert not _processes_mentioning(str(tmp_path)), "a run of the stopped sweep is still running"
+    assert "stopped by SIGTERM" in err and "resume them" in err and f"--runs-dir {tmp_path}" in err
+    stopped = [run for run in runs if (run.run_dir / "checkpoint.pt").exists()]
+    assert stopped and not any((run.run_dir / "summary.json").exists() for run in runs), err
+    for run in stopped:  # stopped at a safe point: its checkpoint is whole and matches its records
+        epochs = len(records_without_seconds(run.run_dir))
+        assert torch.load(run.run_dir / "checkpoint.pt", weights_only=False)["epoch"] == epochs
+        assert f"stopped after epoch {epochs}" in next(line for line in err.splitlines() if str(run.run_dir) in line)
+        assert not (run.run_dir / "error.json").exists() and not (run.run_dir / "running.json").exists()
+    for run in runs:
+        assert str(run.run_dir) in err  # every run not finished is listed, started or not
+    assert [s.state for s in statuses(runs)] == ["missing"] * 4
+
+    assert sweep(tmp_path, "--jobs", "2") == 0
+    for run in runs:  # resumed or started afresh, each ends as the uninterrupted sweep's run did
+        assert records_without_seconds(run.run_dir) == records_without_seconds(finished_sweep / run.name)

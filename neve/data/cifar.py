@@ -3,7 +3,9 @@
 Recipe (spec section 4): RandomCrop 32 with zero padding 4 + RandomHorizontalFlip + Normalize with the
 per-dataset mean/std, done as batched tensor ops on a device-resident uint8 tensor (``base.crop_flip``).
 
-Integrity: real data is verified by torchvision with its official md5s. A folder written by
+Integrity: real data is verified by torchvision with its official md5s. With ``download=True`` a missing or
+corrupted folder is fetched by :func:`neve.data.prepare.prepare` (atomic, under the data root's lock, so
+concurrent runs wait instead of racing), and reading takes that lock shared. A folder written by
 ``neve.data.synthetic`` carries a manifest of its own md5s; for such a folder only, the torchvision class is
 subclassed with the manifest's checksums, a warning says the data is synthetic, and ``DataSplits.synthetic``
 is True.
@@ -20,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import MANIFEST_NAME, DataSplits, as_path, md5_of, read_manifest, register_dataset
+from .prepare import check_data, data_root_lock, prepare
 from .splits import check_holdout, check_label_noise, tensor_splits
 
 log = logging.getLogger(__name__)
@@ -102,26 +105,30 @@ def load_cifar_arrays(name: str, root: str | Path, download: bool) -> dict[str, 
         cls = _synthetic_class(cls, manifest, folder)  # type: ignore[arg-type]
     elif not folder.is_dir() and not download:
         raise FileNotFoundError(
-            f"{pretty} not found: looked for the folder {folder} (torchvision layout). Pass download=True "
-            f"(--download) to fetch it from {cls.url} into {root}, or download and extract {cls.filename} "
-            f"there yourself. For a smoke run without the real data: "
-            f"`python -m neve.data.synthetic {name} --root {root}`."
+            f"{pretty} not found: looked for the folder {folder} (torchvision layout). Prepare it with "
+            f"`python -m neve.data prepare {name} --root {root}` (downloads {cls.url}; `--from FILE` takes a "
+            f"copy of {cls.filename}), or pass download=True (--download). For a smoke run without the real "
+            f"data: `python -m neve.data.synthetic {name} --root {root}`."
         )
+    elif download and not check_data(name, root).ready:
+        prepare(name, root)  # atomic, and under the root's lock: concurrent runs wait instead of racing
+    with data_root_lock(root, shared=True):  # never read while another process moves files in
+        return _read_cifar(name, root, cls, folder, synthetic)
+
+
+def _read_cifar(name: str, root: Path, cls: Any, folder: Path, synthetic: bool) -> dict[str, Any]:
+    pretty = _PRETTY[name]
     splits = {}
     for train in (True, False):
         try:
-            dataset = cls(str(root), train=train, download=download and train)
+            dataset = cls(str(root), train=train, download=False)
         except RuntimeError as err:
             bad = [f for f, m in _file_checks(cls) if not (folder / f).is_file() or md5_of(folder / f) != m]
             kind = "its synthetic manifest" if synthetic else "torchvision's official checksums"
             raise RuntimeError(
                 f"{pretty} at {folder} is incomplete or corrupted: {bad or 'unknown files'} missing or not "
-                f"matching {kind}. Delete the folder and pass download=True to fetch it again."
-            ) from err
-        except OSError as err:  # no network, DNS, ...
-            raise RuntimeError(
-                f"could not download {pretty} into {root} ({err}); download {cls.url} by hand and extract it "
-                f"there, then load with download=False"
+                f"matching {kind}. Run `python -m neve.data prepare {name} --root {root}` (it moves the bad "
+                f"folder aside), or delete the folder and pass download=True to fetch it again."
             ) from err
         images = np.ascontiguousarray(dataset.data.transpose(0, 3, 1, 2))  # torchvision keeps NHWC
         splits["train" if train else "test"] = (images, np.asarray(dataset.targets, dtype=np.int64))

@@ -1,0 +1,45 @@
+"""A notebook opened before its results exist: its first output says what to run (the cluster command and the
+three rehearsal commands), then the ResultsError; a rehearsal's results are offered, labelled as one."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from experiments.results import notebook_results
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_a_notebook_without_results_says_what_to_run_first(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "results").mkdir()  # a fresh clone's: nothing aggregated
+    shutil.copy(REPO / "notebooks" / "fig5.ipynb", tmp_path / "notebooks")
+    monkeypatch.delenv("NEVE_RESULTS_DIR", raising=False)
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    notebook = nbformat.read(tmp_path / "notebooks" / "fig5.ipynb", as_version=4)
+    client = NotebookClient(notebook, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path / "notebooks")}})
+    with pytest.raises(CellExecutionError, match="ResultsError"):
+        client.execute()
+    first = next(output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs)
+    assert first.output_type == "stream"
+    for command in ("make fig5 EXECUTOR=slurm", "python -m experiments.sweep fig5 --miniature",
+                    "python -m experiments.aggregate fig5 --miniature", "python -m experiments.plots fig5 --miniature"):
+        assert command in first.text
+
+
+def test_the_rehearsal_is_offered_labelled_and_real_results_win(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "results"
+    (root / "miniature").mkdir(parents=True)
+    (root / "miniature" / "fig5.csv").write_text("")
+    assert notebook_results("fig5", root=root) == root / "miniature"
+    assert capsys.readouterr().out.startswith("REHEARSAL")
+    (root / "fig5.csv").write_text("")
+    assert notebook_results("fig5", root=root) == root and capsys.readouterr().out == ""
+    assert notebook_results("fig5", tmp_path / "elsewhere", root=root) == tmp_path / "elsewhere"

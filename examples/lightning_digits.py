@@ -76,8 +76,8 @@ def fit(out: Path, devices: int = 1, epochs: int = 12) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     strategy = "ddp_spawn" if devices > 1 else "auto"
     trainer = pl.Trainer(accelerator="cpu", devices=devices, strategy=strategy, max_epochs=epochs,
-                         use_distributed_sampler=False,
-                         callbacks=[NeVeCallback(make_aux(), **NEVE)], logger=CSVLogger(out, name="lightning", version=""),
+                         use_distributed_sampler=False, callbacks=[NeVeCallback(make_aux(), **NEVE)],
+                         logger=CSVLogger(out, name="lightning", version=""),
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(DigitsClassifier())
     decisions = decisions_from_csv(Path(trainer.logger.log_dir) / "metrics.csv")

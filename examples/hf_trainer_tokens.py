@@ -69,10 +69,13 @@ def make_aux() -> torch.Tensor:
 
 def train(out: Path, epochs: int = 8) -> dict:
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    # average_tokens_across_devices=False: the default rescales the loss under DDP, which a plain loop
+    # (tests/test_examples.py) does not; NeVe works either way.
     args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=GLOBAL_BATCH // world,
                              num_train_epochs=epochs, learning_rate=LR, optim="sgd", weight_decay=0.0,
                              max_grad_norm=0.0, save_strategy="no", logging_strategy="no", report_to=[],
-                             use_cpu=True, seed=SEED, disable_tqdm=True, ddp_backend="gloo" if world > 1 else None)
+                             use_cpu=True, seed=SEED, average_tokens_across_devices=False, disable_tqdm=True,
+                             ddp_backend="gloo" if world > 1 else None)
     trainer = InOrderTrainer(model=make_model(), args=args, train_dataset=Tokens())
     callback = NeVeTrainerCallback(make_aux(), **NEVE).attach(trainer)
     trainer.train()
@@ -94,7 +97,8 @@ def plain_loop(epochs: int = 8) -> dict:
     for epoch in range(1, epochs + 1):
         model.train()
         for start in range(0, SAMPLES, GLOBAL_BATCH):
-            batch = {"input_ids": data.ids[start:start + GLOBAL_BATCH], "labels": data.labels[start:start + GLOBAL_BATCH]}
+            rows = slice(start, start + GLOBAL_BATCH)
+            batch = {"input_ids": data.ids[rows], "labels": data.labels[rows]}
             model(**batch).loss.backward()
             optimizer.step()
             scheduler.step()

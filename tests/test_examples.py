@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -59,6 +60,12 @@ def test_torchrun_two_gloo_processes_decide_like_one(tmp_path):
 def test_hf_trainer_on_one_and_two_processes_decides_like_a_plain_loop(tmp_path):
     hf = example("hf_trainer_tokens")
     expected = hf.plain_loop()
+    # independently of NeVe's code: each decay lasts under the linear schedule (its base lr is cut too), so
+    # lr / linear schedule is a power of alpha that never grows back
+    steps, total = hf.SAMPLES // hf.GLOBAL_BATCH, 8 * (hf.SAMPLES // hf.GLOBAL_BATCH)
+    ratios = [lr / (hf.LR * (1 - epoch * steps / total)) for epoch, lr in enumerate(expected["lr"], start=1)]
+    assert ratios == sorted(ratios, reverse=True) and ratios[-1] == pytest.approx(0.5 ** round(-math.log2(ratios[-1])))
+    assert ratios[-1] < 1
     assert_same_decisions(hf.train(tmp_path / "one"), expected)
     run([*TORCHRUN, str(EXAMPLES / "hf_trainer_tokens.py"), "--out", str(tmp_path / "two")])
     assert_same_decisions(json.loads((tmp_path / "two" / "decisions.json").read_text()), expected)

@@ -4,12 +4,12 @@ Measure how fast each neuron's function still changes on a fixed auxiliary set, 
 learning rate when that velocity stops changing, and stop training when it is near zero.
 """
 
-from neve.aux import gaussian_aux
+from neve.aux import gaussian_aux, token_aux
 from neve.controller import NeVe, NeVeDecision, NeVeRule, Plateau
 from neve.velocity import VelocityMonitor, VelocityReport, VelocityTracker, select_modules
 
 __all__ = [
     "NeVe", "NeVeDecision", "NeVeRule", "Plateau", "VelocityMonitor", "VelocityReport", "VelocityTracker",
-    "gaussian_aux", "select_modules",
+    "gaussian_aux", "select_modules", "token_aux",
 ]
 __version__ = "0.1.0"

@@ -43,3 +43,17 @@ def uint8_wrapped(images: Tensor) -> Tensor:
     """
     pixels = torch.remainder(images.float().mul(255).to(torch.int64), 256).to(torch.uint8)
     return pixels.float().div(255)
+
+
+def token_aux(n: int = 100, seq_len: int = 32, vocab_size: int = 30522, seed: int = 0) -> Tensor:
+    """``n`` sequences of ``seq_len`` token ids drawn uniformly from ``[0, vocab_size)``: D_aux for token models.
+
+    The int64 (n, seq_len) tensor goes to the model as its first argument (``input_ids`` of a HF model).
+    For dicts of tensors (attention masks, token types) pass the dict itself, or a loader of dicts.
+    """
+    if n < 1 or seq_len < 1:
+        raise ValueError(f"the aux set needs n >= 1 sequences of seq_len >= 1 tokens, got n={n}, seq_len={seq_len}")
+    if vocab_size < 1:
+        raise ValueError(f"vocab_size must be >= 1 (the model's config.vocab_size), got {vocab_size}")
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, vocab_size, (n, seq_len), generator=generator)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 from torch.optim import Optimizer
+from torch.optim.lr_scheduler import CyclicLR, LRScheduler, OneCycleLR
 
 from neve.velocity import AuxSet, VelocityMonitor, VelocityReport
 
@@ -138,6 +140,60 @@ def scale_lr(optimizer: Optimizer, factor: float, min_change: float | None = Non
     return changed
 
 
+#: Schedulers that set the lr from their own max/min lrs each step, so a cut of base_lrs does not last.
+UNCOMPOSABLE_SCHEDULERS: tuple[type, ...] = (OneCycleLR, CyclicLR)
+
+
+def flat_schedulers(schedulers: Any) -> list[Any]:
+    """The schedulers inside ``schedulers`` (one, a sequence, SequentialLR / ChainedScheduler, an
+    accelerate wrapper), each once, in order."""
+    if schedulers is None:
+        return []
+    if isinstance(schedulers, Iterable) and not isinstance(schedulers, LRScheduler):
+        return [leaf for item in schedulers for leaf in flat_schedulers(item)]
+    inner = getattr(schedulers, "_schedulers", None)  # SequentialLR, ChainedScheduler
+    if inner is not None:
+        return flat_schedulers(list(inner))
+    wrapped = getattr(schedulers, "scheduler", None)  # accelerate's AcceleratedScheduler
+    if wrapped is not None and not hasattr(schedulers, "base_lrs"):
+        return flat_schedulers(wrapped)
+    return [schedulers]
+
+
+def check_composable(schedulers: Any) -> None:
+    """NeVe composes with a scheduler by scaling its ``base_lrs`` with the lr; refuse those it cannot."""
+    for scheduler in flat_schedulers(schedulers):
+        if isinstance(scheduler, UNCOMPOSABLE_SCHEDULERS):
+            raise ValueError(f"NeVe cannot compose with {type(scheduler).__name__}: it recomputes the lr from its "
+                             "own max_lr at every step and would undo NeVe's decays. Use a scheduler that scales "
+                             "base_lrs (LambdaLR, the HF linear/cosine schedules, StepLR, CosineAnnealingLR, ...), "
+                             "or none")
+
+
+def decay_lr(optimizers: Sequence[Optimizer], factor: float, min_change: float | None = None,
+             schedulers: Any = None) -> bool:
+    """Every param group of every optimizer times ``factor`` (see :func:`decayed_lr` for ``min_change``),
+    and so that the cut outlasts a scheduler's next step, its ``base_lrs`` (and the groups' ``initial_lr``) for
+    the groups cut; True if one changed."""
+    cut: set[int] = set()
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            new = decayed_lr(group["lr"], factor, min_change)
+            if new != group["lr"]:
+                cut.add(id(group))
+                group["lr"] = new
+                if "initial_lr" in group:
+                    group["initial_lr"] *= factor
+    for scheduler in flat_schedulers(schedulers):
+        groups = scheduler.optimizer.param_groups
+        if hasattr(scheduler, "base_lrs"):
+            scheduler.base_lrs = [lr * factor if id(g) in cut else lr for lr, g in zip(scheduler.base_lrs, groups,
+                                                                                      strict=True)]
+        if hasattr(scheduler, "_last_lr"):
+            scheduler._last_lr = [g["lr"] for g in groups]  # get_last_lr() reports the cut at once
+    return bool(cut)
+
+
 @dataclass
 class NeVeDecision:
     """What NeVe decided after one epoch."""
@@ -157,7 +213,12 @@ class NeVe:
     Construction takes the t = 0 reference, so build it before the first epoch. ``step()`` measures
     the velocity, decays every param group's lr by ``alpha`` when the velocity change plateaus for
     more than ``patience`` epochs, and reports ``stop`` when the velocity is below ``epsilon``.
-    Extra keyword arguments (``modules=``, ``batch_size=``) go to :class:`VelocityMonitor`.
+    Extra keyword arguments (``modules=``, ``batch_size=``, ``distributed=``) go to :class:`VelocityMonitor`.
+
+    ``optimizer`` may be several optimizers (each decayed); ``scheduler`` (one or several lr schedulers)
+    gets its ``base_lrs`` cut with the lr, so schedulers that recompute the lr from them (LambdaLR, HF's
+    warmup/linear schedules) keep the decay. Under DDP / torchrun every rank measures a shard of the aux
+    set and gets the same velocities, so every rank takes the same decision (see :mod:`neve.distributed`).
 
     The paper's text is the default; the authors' code differs in two places, each selectable:
     ``velocity_form="signed"`` (no absolute value in the recursion, see
@@ -165,12 +226,20 @@ class NeVe:
     no lr cut of 1e-8 or less).
     """
 
-    def __init__(self, model: nn.Module, optimizer: Optimizer, aux: AuxSet, *, alpha: float = 0.5,
-                 patience: int = 10, epsilon: float = 1e-3, mu: float = 0.5, velocity_form: str = "paper",
-                 plateau_rule: str = "paper", **monitor_options: Any) -> None:
+    def __init__(self, model: nn.Module, optimizer: Optimizer | Sequence[Optimizer], aux: AuxSet, *,
+                 alpha: float = 0.5, patience: int = 10, epsilon: float = 1e-3, mu: float = 0.5,
+                 velocity_form: str = "paper", plateau_rule: str = "paper", scheduler: Any = None,
+                 **monitor_options: Any) -> None:
         self.rule = NeVeRule(alpha=alpha, patience=patience, epsilon=epsilon, plateau_rule=plateau_rule)
-        self.optimizer = optimizer
+        self.optimizers: list[Optimizer] = [optimizer] if hasattr(optimizer, "param_groups") else list(optimizer)
+        check_composable(scheduler)
+        self.schedulers = flat_schedulers(scheduler)
         self.monitor = VelocityMonitor(model, aux, mu=mu, velocity_form=velocity_form, **monitor_options)
+
+    @property
+    def optimizer(self) -> Optimizer:
+        """The first optimizer (the one whose lr the decisions report)."""
+        return self.optimizers[0]
 
     @property
     def stop_epoch(self) -> int | None:
@@ -180,12 +249,12 @@ class NeVe:
     def step(self) -> NeVeDecision:
         report = self.monitor.measure()
         reduce, stop = self.rule.decide(report)
-        reduced = reduce and scale_lr(self.optimizer, self.rule.alpha, self.rule.min_lr_change)
-        lr = self.optimizer.param_groups[0]["lr"]
+        reduced = reduce and decay_lr(self.optimizers, self.rule.alpha, self.rule.min_lr_change, self.schedulers)
+        lr = self.optimizers[0].param_groups[0]["lr"]
         return NeVeDecision(report.epoch, report.model_velocity, report.velocity_change, lr, reduced, stop, report)
 
     def state_dict(self) -> dict[str, Any]:
-        """Controller and monitor state; the optimizer (and its lr) is saved by its owner."""
+        """Controller and monitor state; the optimizers and schedulers (and the lr) are saved by their owner."""
         return {"rule": self.rule.state_dict(), "monitor": self.monitor.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

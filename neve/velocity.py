@@ -11,7 +11,7 @@ one batch of activations, whatever the size of the aux set.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,13 +22,17 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 from torch.nn.modules.instancenorm import _InstanceNorm
 
+from neve.distributed import Shard, agree, broadcast_state, resolve_shard, sum_over_ranks, unwrap_model
+
 #: Module types hooked by default: the authors' Conv/Linear/BatchNorm, plus LayerNorm for transformers.
 DEFAULT_MODULE_TYPES: tuple[type[nn.Module], ...] = (_ConvNd, nn.Linear, _BatchNorm, nn.LayerNorm)
 #: Modules whose neurons are channels on dim 1 (layout N, C, *spatial); all others use the last dim.
 CHANNEL_FIRST_TYPES: tuple[type[nn.Module], ...] = (_ConvNd, _BatchNorm, _InstanceNorm, nn.GroupNorm)
 
 ModuleSelection = Iterable[str] | Callable[[str, nn.Module], bool] | None
-AuxSet = Tensor | Iterable[Any]
+#: A tensor of inputs, a dict of input tensors (e.g. a tokenizer's output), or an iterable of batches (each a
+#: tensor, a dict of tensors, or a list/tuple whose first item is the input).
+AuxSet = Tensor | Mapping[str, Any] | Iterable[Any]
 
 
 @dataclass
@@ -141,13 +145,42 @@ class VelocityTracker:
         self.velocity = {k: v.clone() for k, v in state["velocity"].items()}
 
 
-def iterate_aux(aux: AuxSet, batch_size: int) -> Iterator[Tensor]:
-    """Input batches of the aux set: chunks of a tensor, or the first item of each loader batch."""
+def iterate_aux(aux: AuxSet, batch_size: int) -> Iterator[Any]:
+    """Input batches of the aux set: chunks of a tensor or of a dict's tensors, or the first item of each
+    loader batch (a tensor, or a dict of tensors passed to the model as keyword arguments)."""
     if isinstance(aux, Tensor):
         yield from aux.split(batch_size)
         return
+    if isinstance(aux, Mapping):
+        n = _mapping_length(aux)
+        for start in range(0, n, batch_size):
+            yield {k: v[start:start + batch_size] if isinstance(v, Tensor) else v for k, v in aux.items()}
+        return
     for batch in aux:
         yield batch[0] if isinstance(batch, list | tuple) else batch
+
+
+def _mapping_length(aux: Mapping[str, Any]) -> int:
+    lengths = {k: v.shape[0] for k, v in aux.items() if isinstance(v, Tensor) and v.ndim >= 1}
+    if not lengths or len(set(lengths.values())) != 1:
+        raise ValueError(f"a dict aux set needs tensors with one batch dimension in common, got {lengths}; "
+                         "pass e.g. tokenizer(texts, return_tensors='pt', padding=True)")
+    return next(iter(lengths.values()))
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, Mapping):
+        return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
+    return batch.to(device, non_blocking=True)
+
+
+def _forward(model: nn.Module, batch: Any, state: dict[str, Tensor] | None) -> None:
+    """The model on one aux batch (a dict as keyword arguments), with ``state`` swapped in if given."""
+    args, kwargs = ((), dict(batch)) if isinstance(batch, Mapping) else ((batch,), {})
+    if state is None:
+        model(*args, **kwargs)
+    else:
+        functional_call(model, state, args, kwargs, tie_weights=False)
 
 
 def check_aux(aux: AuxSet) -> None:
@@ -155,6 +188,9 @@ def check_aux(aux: AuxSet) -> None:
         if aux.ndim < 2 or aux.shape[0] == 0:
             raise ValueError(f"the aux set is empty or has no batch dimension (shape {tuple(aux.shape)}); "
                              "pass e.g. neve.gaussian_aux(n=100, shape=(3, 32, 32))")
+    elif isinstance(aux, Mapping):
+        if _mapping_length(aux) == 0:
+            raise ValueError("the aux set is empty; pass a non-empty dict of input tensors")
     elif hasattr(aux, "__len__"):
         try:
             empty = len(aux) == 0
@@ -223,15 +259,22 @@ class VelocityMonitor:
     Construction takes the t = 0 reference (the model as it is now); each ``measure()`` compares
     the model with the previous measurement and returns a :class:`VelocityReport`. Measuring
     leaves the model as it found it: modes restored, no gradients, BatchNorm statistics untouched,
-    hooks removed, fp32 even inside an autocast region. ``velocity_form="signed"`` uses the authors'
-    recursion instead of eq. 2 (see :class:`VelocityTracker`).
+    hooks removed, the global RNG states unchanged, fp32 even inside an autocast region.
+    ``velocity_form="signed"`` uses the authors' recursion instead of eq. 2 (see :class:`VelocityTracker`).
+
+    A DDP / DataParallel wrapper is unwrapped (its ``.module`` is measured); FSDP raises. Under an
+    initialized process group (``distributed=None``, the default, or ``True``) each rank measures every
+    W-th aux batch of rank 0's model and the sums are reduced (see :mod:`neve.distributed`): every rank
+    gets one process's result, bit-identical, and every rank must call ``measure()`` at the same points.
     """
 
     def __init__(self, model: nn.Module, aux: AuxSet, *, mu: float = 0.5, modules: ModuleSelection = None,
-                 batch_size: int = 16, velocity_form: str = "paper") -> None:
+                 batch_size: int = 16, velocity_form: str = "paper", distributed: bool | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
         check_aux(aux)
+        model = unwrap_model(model)
+        self.shard: Shard | None = resolve_shard(distributed)
         self.model = model
         self.aux = aux
         self.batch_size = batch_size
@@ -241,21 +284,76 @@ class VelocityMonitor:
         #: with F.linear); a layer named or chosen by the caller must run.
         self.skip_uncalled = modules is None
         self.tracker = VelocityTracker(mu, velocity_form)
-        self.reference = snapshot(model)
+        self.reference = self._synced_snapshot()
 
     @property
     def epoch(self) -> int:
         """How many measurements were taken (t of the last report)."""
         return self.tracker.epoch
 
+    def _synced_snapshot(self) -> dict[str, Tensor]:
+        """The model as it is now; under a process group, rank 0's copy on every rank."""
+        state = snapshot(self.model)
+        if self.shard is not None:
+            broadcast_state(state)
+        return state
+
     def measure(self) -> VelocityReport:
         """Compare the model with the last measurement (or construction), then make it the new reference."""
-        sums = self._cosine_sums()
+        device = _model_device(self.model)
+        cuda = [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):  # a model that draws noise in eval must not move the run's RNG
+            if self.shard is None:
+                sums = self._cosine_sums(None)
+                current = snapshot(self.model)
+            else:
+                current = self._synced_snapshot()
+                sums = self._reduce(self._cosine_sums(current))
         rho = {name: cosine_from_sums(*layer_sums).cpu() for name, layer_sums in sums.items()}
-        self.reference = snapshot(self.model)
+        self.reference = current
         return self.tracker.update(rho)
 
-    def _cosine_sums(self) -> dict[str, tuple[Tensor, Tensor, Tensor]]:
+    def _reduce(self, local: dict[str, tuple[Tensor, Tensor, Tensor]] | Exception
+                ) -> dict[str, tuple[Tensor, Tensor, Tensor]]:
+        """One process's sums from every rank's shard. A rank's failure is announced to all before any
+        raises, so the others never wait in a collective alone."""
+        device = _model_device(self.model)
+        failed = isinstance(local, Exception)
+        sums = {} if failed else local
+        sizes = [part.numel() for layer in sums.values() for part in layer]
+        seen, layers, numel, error = agree([float(not failed and bool(sums)), len(sums), sum(sizes),
+                                            float(failed)], device)
+        if failed:
+            raise local
+        if error[1]:
+            raise RuntimeError("the velocity measurement failed on another rank (see its error)")
+        if seen[0] == 0:
+            raise ValueError(f"a rank got no aux batch: the aux set needs at least {self.shard.world_size} "
+                             "batches (one per rank); lower batch_size= or enlarge the aux set")
+        if layers[0] != layers[1] or numel[0] != numel[1]:
+            raise RuntimeError("ranks measured different layers; the model's forward must call the same "
+                               "modules on every aux batch")
+        flat = sum_over_ranks(torch.cat([part for layer in sums.values() for part in layer]))
+        out, offset = {}, 0
+        for name, layer in sums.items():
+            parts = []
+            for part in layer:
+                parts.append(flat[offset:offset + part.numel()])
+                offset += part.numel()
+            out[name] = tuple(parts)
+        return out
+
+    def _cosine_sums(self, current: dict[str, Tensor] | None) -> dict[str, tuple[Tensor, Tensor, Tensor]] | Exception:
+        """Per-layer (<y^t, y^{t-1}>, |y^t|^2, |y^{t-1}|^2) over this process's aux batches; ``current``
+        replaces the live tensors if given. Under a shard, an error is returned, not raised (see _reduce)."""
+        try:
+            return self._cosine_sums_or_raise(current)
+        except Exception as error:
+            if self.shard is None:
+                raise
+            return error
+
+    def _cosine_sums_or_raise(self, state: dict[str, Tensor] | None) -> dict[str, tuple[Tensor, Tensor, Tensor]]:
         device = _model_device(self.model)
         sums: dict[str, list[Tensor]] = {}
         current: dict[str, list[Tensor]] = {name: [] for name in self.modules}
@@ -287,16 +385,20 @@ class VelocityMonitor:
         try:
             with _EvalNoGrad(self.model):
                 seen = 0
-                for batch in iterate_aux(self.aux, self.batch_size):
-                    batch = batch.to(device, non_blocking=True)
+                for index, batch in enumerate(iterate_aux(self.aux, self.batch_size)):
+                    if self.shard is not None and not self.shard.owns(index):
+                        continue
+                    batch = _to_device(batch, device)
                     replaying = False
-                    self.model(batch)
+                    _forward(self.model, batch, state)
                     replaying = True
-                    functional_call(self.model, self.reference, (batch,), tie_weights=False)
+                    _forward(self.model, batch, self.reference)
                     seen += 1
         finally:
             for handle in handles:
                 handle.remove()
+        if seen == 0 and self.shard is not None:
+            return {}  # _reduce reports it on every rank
         if seen == 0:
             raise ValueError("the aux set yielded no batch; pass a non-empty tensor or loader")
         missing = [name for name in self.modules if name not in sums]

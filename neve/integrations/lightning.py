@@ -1,0 +1,117 @@
+"""NeVe as a Lightning (``lightning.pytorch`` 2.x) callback: lr decay and stopping without a validation set.
+
+The callback is glue only: :class:`neve.NeVe` measures, decides and decays. Under DDP every rank gets the
+same velocities (the aux set is sharded and the sums reduced, see :mod:`neve.distributed`), so every rank
+decays alike and the stop flag, reduced by the strategy, is the same everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.states import TrainerFn
+
+from neve.controller import NeVe, NeVeDecision
+from neve.velocity import AuxSet, ModuleSelection
+
+
+def _to_cpu(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    return value
+
+
+class NeVeCallback(Callback):
+    """Measure NeVe's velocity at the end of every training epoch; decay every optimizer's lr on a plateau of
+    the velocity change, stop (``trainer.should_stop``) when the velocity is below ``epsilon``.
+
+    ``stop=False`` only marks the stop (logged as ``neve/stop``, kept in :attr:`stop_epoch`). Configured lr
+    schedulers are composed with: a decay scales their ``base_lrs`` too, so LambdaLR / cosine / step
+    schedules keep it; OneCycleLR and CyclicLR, which would undo it, raise at fit start. Logged each epoch
+    through ``pl_module.log`` (every configured logger): ``neve/velocity``, ``neve/velocity_change`` (from
+    the second epoch), ``neve/lr``, ``neve/lr_reduced``, ``neve/stop``. The state (reference snapshot,
+    velocities, plateau counter) is saved in the checkpoint under :attr:`state_key`, so
+    ``trainer.fit(ckpt_path=...)`` resumes to the decisions of an uninterrupted run. Sanity checks,
+    ``validate``/``test``/``predict`` and ``fast_dev_run`` are skipped. Other keyword arguments
+    (``batch_size``, ``velocity_form``, ``plateau_rule``) go to :class:`neve.NeVe`.
+    """
+
+    def __init__(self, aux: AuxSet, alpha: float = 0.5, patience: int = 10, epsilon: float = 1e-3, mu: float = 0.5,
+                 stop: bool = True, modules: ModuleSelection = None, **neve_options: Any) -> None:
+        super().__init__()
+        self.aux = aux
+        self.options = {"alpha": alpha, "patience": patience, "epsilon": epsilon, "mu": mu, "modules": modules,
+                        **neve_options}
+        self.stop = stop
+        key_modules = modules if modules is None or callable(modules) else list(modules)
+        # built here, from arguments only: a key from attributes set later would never match a checkpoint
+        self._state_key = self._generate_state_key(alpha=alpha, patience=patience, epsilon=epsilon, mu=mu,
+                                                   stop=stop, modules=getattr(key_modules, "__name__", key_modules),
+                                                   **neve_options)
+        self.neve: NeVe | None = None
+        self.last: NeVeDecision | None = None
+        self._pending: dict[str, Any] | None = None
+
+    @property
+    def state_key(self) -> str:
+        return self._state_key
+
+    @property
+    def stop_epoch(self) -> int | None:
+        """The first epoch (1-based measurement count) whose velocity was below epsilon."""
+        return self.neve.stop_epoch if self.neve is not None else None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.fast_dev_run or trainer.state.fn != TrainerFn.FITTING:
+            return
+        schedulers = [config.scheduler for config in trainer.lr_scheduler_configs]
+        # pl_module is the network itself (the DDP wrapper is trainer.strategy.model): measure it
+        self.neve = NeVe(pl_module, list(trainer.optimizers), self.aux, scheduler=schedulers, **self.options)
+        if self._pending is not None:  # Lightning loads callback state before on_fit_start
+            self.neve.load_state_dict(self._pending)
+            self._pending = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # a checkpoint saved at validation end (before this epoch-end step) resumes at the next epoch without
+        # calling on_train_epoch_end for the epoch it was saved in: take that measurement now, on the same weights
+        while self.neve is not None and self.neve.monitor.epoch < trainer.current_epoch:
+            self._step(trainer, pl_module, through_module=False)  # Lightning refuses self.log in on_train_start
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.neve is None or trainer.sanity_checking:
+            return
+        self._step(trainer, pl_module, through_module=True)
+
+    def _step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, through_module: bool) -> None:
+        self.neve.optimizers = list(trainer.optimizers)  # the same objects, unless a hook replaced them
+        decision = self.last = self.neve.step()
+        metrics = {"neve/velocity": decision.model_velocity, "neve/lr": decision.lr,
+                   "neve/lr_reduced": float(decision.lr_reduced), "neve/stop": float(decision.stop)}
+        if decision.velocity_change is not None:
+            metrics["neve/velocity_change"] = decision.velocity_change
+        if through_module:
+            pl_module.log_dict(metrics, on_step=False, on_epoch=True)
+        else:
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=trainer.global_step)
+        # every rank reduces every epoch (the same collective each time); the flags already agree
+        should_stop = trainer.strategy.reduce_boolean_decision(self.stop and decision.stop, all=False)
+        trainer.should_stop = trainer.should_stop or should_stop
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.neve is None:
+            return {} if self._pending is None else self._pending
+        return _to_cpu(self.neve.state_dict())
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if not state_dict:
+            return
+        if self.neve is None:
+            self._pending = state_dict
+        else:  # strategies that restore after setup (restore_checkpoint_after_setup)
+            self.neve.load_state_dict(state_dict)

@@ -557,6 +557,12 @@ PLOTS: dict[str, Callable[[Results], Figure]] = {
     "paper-vs-code-demo": plot_paper_vs_code,
     "demo": plot_demo,
     "tiny": plot_table,
+    "mnist1d-published": plot_table,
+    "mnist1d-tuning": plot_table,
+    "mnist1d-table2": plot_demo,
+    "mnist1d-table1": plot_table,
+    "mnist1d-fig4a": plot_fig4a,
+    "mnist1d-fig6": plot_fig6,
 }
 
 

@@ -85,9 +85,18 @@ def test_velocity_is_measured_on_the_evaluated_model_after_batchnorm_recalibrati
 
     assert velocity_from_start_to(torch.load(tmp_path / "run" / "model.pt", weights_only=True)) == \
         pytest.approx(velocity, rel=1e-6)
+    checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     if method == "dog":
-        trained = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["model"]
-        assert velocity_from_start_to(trained) != pytest.approx(velocity, rel=1e-3)
+        assert velocity_from_start_to(checkpoint["model"]) != pytest.approx(velocity, rel=1e-3)
+    else:  # saved in eval mode (at x), with the statistics 50 training batches give at x
+        assert not checkpoint["stepper"]["param_groups"][0]["train_mode"]
+        data = load_data(config.dataset, config.data_root, batch_size=config.batch_size, seed=config.seed,
+                         device=torch.device("cpu"), num_workers=0)
+        model = build_model(config, data).to(memory_format=torch.channels_last)
+        model.load_state_dict(checkpoint["model"])
+        model.apply(lambda m: m.reset_running_stats() if isinstance(m, nn.BatchNorm2d) else None)
+        recalibrate_batchnorm(model, data.train.batches(1), Trainer(config)._forward)
+        assert all(torch.equal(value, checkpoint["model"][name]) for name, value in model.state_dict().items())
 
 
 # --------------------------------------------------------------------------------------- BatchNorm recalibration
@@ -97,7 +106,8 @@ def test_recalibration_recomputes_statistics_from_the_batches_alone() -> None:
     batches = [(torch.randn(5, 2, 9) * 3 + 1,) for _ in range(4)]
     with torch.no_grad():
         outputs = [model[0](x) for x, in batches[:3]]
-    model[1].running_mean.fill_(100.0)  # whatever the buffers held before does not matter
+    model[1].running_mean.fill_(100.0)  # whatever the buffers held before (after training) does not matter
+    model[1].num_batches_tracked.fill_(7)
     used = recalibrate_batchnorm(model, iter(batches), lambda m, x: m(x), num_batches=3)
     assert used == 3 and not model.training and model[1].momentum == 0.1
     expected = torch.stack([o.mean((0, 2)) for o in outputs]).mean(0)  # cumulative average of batch means

@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="baseline: recipe schedule; vloss: plateau + early stop on validation loss (needs "
                           "--holdout); neve: velocity-driven decay and stop; none: constant lr; ultimate: "
                           "hyper-SGD learns lr and momentum; labelwave: stop on prediction changes (paper: "
-                          "with --label-noise 0.4)")
+                          "with --label-noise 0.4); tuning-free optimizers (authors' settings, README): "
+                          "schedulefree, prodigy, prodigy-cosine, dadapt, dadapt-multistep, dog")
     run.add_argument("--seed", type=int, default=0)
 
     recipe = parser.add_argument_group("recipe (defaults: the paper's preset for the dataset and model)")

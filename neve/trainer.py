@@ -7,6 +7,16 @@ everything needed to continue bit for bit: model, optimizer (stepper), policy, v
 RNG states and the records so far. A finished run has ``summary.json``. A stop requested through
 :mod:`neve.interrupt` (a signal, in a process that asked for that) is taken before a batch, never between an
 epoch's record and its checkpoint, so the last checkpoint always matches the records.
+
+What is evaluated is the stepper's to say, the same way for every method (``neve.methods.base.Stepper``):
+``stepper.train_mode()`` before the training batches and ``stepper.eval_mode()`` after them (schedule-free
+moves the parameters from y to x and back); ``stepper.evaluated_model(model)`` is the model evaluated on the
+validation and test sets, whose velocity is measured (aux set and ``--velocity-sets``) and which is saved as
+``model.pt`` / ``kept_model.pt`` (DoG's averaged model; the trained model otherwise); if the stepper
+``recalibrates_batchnorm``, that model's BatchNorm statistics are recomputed from 50 of the epoch's training
+batches before it is evaluated and its velocity measured (``neve.batchnorm``). The checkpoint is written in
+eval mode, as the schedule-free README asks, and training resumes through the same ``train_mode()`` call a
+straight run makes at every epoch start, so a resumed run is exact.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from tqdm.auto import tqdm
 
 from neve import interrupt
 from neve.aux import gaussian_aux
+from neve.batchnorm import recalibrate_batchnorm
 from neve.config import RunConfig, config_differences
 from neve.data import DataSplits, load_data
 from neve.io import atomic_torch_save
@@ -148,10 +159,11 @@ class Trainer:
         policy = policy_cls(c)
         policy.start_training(data.train.num_samples)
         stepper = policy.build_stepper(model)
-        monitor = VelocityMonitor(model, build_aux(c, data), mu=c.mu, batch_size=c.aux_batch_size,
+        evaluated = stepper.evaluated_model(model)  # velocity is measured on the model that is evaluated
+        monitor = VelocityMonitor(evaluated, build_aux(c, data), mu=c.mu, batch_size=c.aux_batch_size,
                                   velocity_form=c.velocity_form)
         # Fig. 7: the same velocity measured on real training / validation images, recorded beside the aux set's.
-        set_monitors = {name: VelocityMonitor(model, data.aux_images(name, c.aux_size, seed=c.seed), mu=c.mu,
+        set_monitors = {name: VelocityMonitor(evaluated, data.aux_images(name, c.aux_size, seed=c.seed), mu=c.mu,
                                               batch_size=c.aux_batch_size, velocity_form=c.velocity_form)
                         for name in c.velocity_sets}
         records: list[dict[str, Any]] = []
@@ -175,12 +187,12 @@ class Trainer:
             interrupt.check()  # a requested stop (neve.interrupt) is taken between epochs or batches, never mid-write
             record, decision = self._epoch(epoch, model, data, policy, stepper, monitor, set_monitors)
             if decision.keep_weights:
-                atomic_torch_save(self.run_dir / KEPT_MODEL, {"epoch": epoch, "model": model.state_dict()})
+                atomic_torch_save(self.run_dir / KEPT_MODEL, {"epoch": epoch, "model": evaluated.state_dict()})
             runlog.log(record)
             self._write_checkpoint(epoch, model, stepper, policy, monitor, set_monitors, runlog)
             finished_early = _halted(record, c)
         summary = summarize(runlog.records, c.to_dict())
-        atomic_torch_save(self.run_dir / "model.pt", model.state_dict())
+        atomic_torch_save(self.run_dir / "model.pt", evaluated.state_dict())
         runlog.finish(summary)
         return summary
 
@@ -192,8 +204,12 @@ class Trainer:
         policy.start_epoch(epoch, stepper)
         lr = stepper.lr
         train = self._train_epoch(epoch, model, data, policy, stepper)
-        val = self._evaluate(model, data.val.batches(epoch)) if data.val is not None else None
-        test = self._evaluate(model, data.test.batches(epoch))  # the same batches each epoch, unless augmented
+        stepper.eval_mode()
+        evaluated = stepper.evaluated_model(model)
+        if stepper.recalibrates_batchnorm:  # before evaluation and velocity alike
+            recalibrate_batchnorm(evaluated, data.train.batches(epoch), self._forward)
+        val = self._evaluate(evaluated, data.val.batches(epoch)) if data.val is not None else None
+        test = self._evaluate(evaluated, data.test.batches(epoch))  # the same batches each epoch, unless augmented
         report = monitor.measure()
         set_velocities = {f"velocity_{name}": m.measure().model_velocity for name, m in set_monitors.items()}
         result = EpochResult(epoch, train.loss, train.acc, test.loss, test.acc,
@@ -215,9 +231,15 @@ class Trainer:
             return torch.autocast(self.device.type, enabled=False)
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
+    def _forward(self, model: nn.Module, images: Tensor) -> Tensor:
+        """One batch through the model as training runs it (memory layout, autocast)."""
+        with self._autocast():
+            return model(_channels_last(images))
+
     def _train_epoch(self, epoch: int, model: nn.Module, data: DataSplits, policy: Policy,
                      stepper: Stepper) -> EvalMetrics:
         model.train()
+        stepper.train_mode()
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
         seen = 0

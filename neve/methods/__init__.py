@@ -1,6 +1,16 @@
 """The compared methods, one small policy each, all run by the same trainer."""
 
-from neve.methods import baseline, labelwave, neve_method, ultimate, vloss  # noqa: F401  (registration)
+from neve.methods import (  # noqa: F401  (registration)
+    baseline,
+    dadapt_method,
+    dog_method,
+    labelwave,
+    neve_method,
+    prodigy_method,
+    schedulefree_method,
+    ultimate,
+    vloss,
+)
 from neve.methods.base import Decision, EpochResult, Policy, Stepper, make_optimizer
 from neve.methods.registry import METHODS, method_class, register_method
 

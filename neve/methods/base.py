@@ -4,7 +4,13 @@ The paper's methods differ only in that decision, so they share one training loo
 (``neve.trainer``). A policy sees each epoch's metrics (and, if it wants, each training batch's
 predictions) and answers with a :class:`Decision`. How parameters are updated is a
 :class:`Stepper`: a plain torch optimizer for most methods, a hyper-optimizer stack for the
-Ultimate Optimizer.
+Ultimate Optimizer, a tuning-free optimizer (schedule-free, Prodigy, D-Adaptation, DoG) for the others.
+
+A stepper also says what is evaluated. The trainer calls :meth:`Stepper.train_mode` before each epoch's
+training and :meth:`Stepper.eval_mode` before evaluating, measuring velocity and checkpointing;
+:meth:`Stepper.evaluated_model` is the model that is evaluated, whose velocity is measured and which is saved
+as the run's model (DoG's averaged model; the trained model for every other method); with
+``recalibrates_batchnorm`` the trainer recomputes that model's BatchNorm statistics before each evaluation.
 """
 
 from __future__ import annotations
@@ -49,8 +55,22 @@ class Decision:
 class Stepper:
     """One training step's optimizer mechanics around a torch optimizer."""
 
+    #: The evaluated model's BatchNorm statistics are recomputed before each evaluation (see
+    #: ``neve.batchnorm``): its weights are not those the training batches' statistics were gathered at.
+    recalibrates_batchnorm: ClassVar[bool] = False
+
     def __init__(self, optimizer: torch.optim.Optimizer) -> None:
         self.optimizer = optimizer
+
+    def train_mode(self) -> None:
+        """Before each epoch's training batches (schedule-free: put the parameters at y)."""
+
+    def eval_mode(self) -> None:
+        """After each epoch's training, before evaluation, velocity and the checkpoint (schedule-free: x)."""
+
+    def evaluated_model(self, model: nn.Module) -> nn.Module:
+        """The model that is evaluated, whose velocity is measured and that is saved: the trained one."""
+        return model
 
     def zero_grad(self) -> None:
         """Called before the forward pass of every batch."""

@@ -15,6 +15,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from neve.controller import NeVe, NeVeDecision
+from neve.integrations._state import state_on_cpu
 from neve.io import atomic_torch_save
 from neve.velocity import AuxSet, ModuleSelection
 
@@ -86,7 +87,7 @@ class NeVeTrainerCallback(TrainerCallback):
             return
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if folder.is_dir():
-            state_dict = _to_cpu(self.neve.state_dict())
+            state_dict = state_on_cpu(self.neve.state_dict())
             atomic_torch_save(folder / STATE_FILE, state_dict)
 
     def _step(self, state: TrainerState, control: TrainerControl) -> None:
@@ -116,10 +117,3 @@ class NeVeTrainerCallback(TrainerCallback):
                                 "this callback, and if it is outside output_dir set "
                                 "TrainingArguments(resume_from_checkpoint=<its folder>)")
 
-
-def _to_cpu(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu()
-    if isinstance(value, dict):
-        return {k: _to_cpu(v) for k, v in value.items()}
-    return value

@@ -10,20 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 
 from neve.controller import NeVe, NeVeDecision
+from neve.integrations._state import state_on_cpu
 from neve.velocity import AuxSet, ModuleSelection
-
-
-def _to_cpu(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu()
-    if isinstance(value, dict):
-        return {k: _to_cpu(v) for k, v in value.items()}
-    return value
 
 
 class NeVeCallback(Callback):
@@ -106,7 +98,7 @@ class NeVeCallback(Callback):
     def state_dict(self) -> dict[str, Any]:
         if self.neve is None:
             return {} if self._pending is None else self._pending
-        return _to_cpu(self.neve.state_dict())
+        return state_on_cpu(self.neve.state_dict())
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if not state_dict:

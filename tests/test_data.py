@@ -103,8 +103,8 @@ def imagenet_root(tmp_path_factory) -> Path:
 
 # ----------------------------------------------------------------------------------------------- registry
 def test_registry_and_unknown_name():
-    assert set(DATASETS) == {"cifar10", "cifar100", "imagenet100", "digits"}
-    with pytest.raises(ValueError, match="cifar10.*cifar100.*digits.*imagenet100"):
+    assert set(DATASETS) == {"cifar10", "cifar100", "imagenet100", "digits", "mnist1d"}
+    with pytest.raises(ValueError, match="cifar10.*cifar100.*digits.*imagenet100.*mnist1d"):
         load_data("mnist", ".", batch_size=8)
     with pytest.raises(ValueError, match="twice"):
         register_dataset("digits")(lambda root, **kw: None)

@@ -337,7 +337,11 @@ def test_a_code_fidelity_run_builds_what_its_config_says(tmp_path: Path):
                        for x, y in batches)
         return hits / data.test.num_samples
 
-    assert summary["final_test_acc"] == accuracy(data.test.batches(2)) != accuracy(data.test.batches(1))
+    # Two epochs of training leave a weak model, so two augmentations may tie on accuracy: the recorded one
+    # must be epoch 2's, and some other epoch's augmentation must score differently (else this proves nothing).
+    by_epoch = {epoch: accuracy(data.test.batches(epoch)) for epoch in range(1, 9)}
+    assert summary["final_test_acc"] == by_epoch[2]
+    assert len(set(by_epoch.values())) > 1
 
 
 def test_a_code_fidelity_run_killed_with_sigkill_resumes_to_the_same_records(tmp_path: Path):

@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--data-option", dest="data_options", type=_data_option, action="append", metavar="KEY=VALUE",
                       help="a generated dataset's generator argument, repeatable; mnist1d: num_samples, seed "
                            "(42 is the published set; another seed draws a tuning set), shuffle_seq")
+    data.add_argument("--train-order", default="shuffle", choices=("shuffle", "fixed"),
+                      help="shuffle: a new permutation every epoch; fixed: walk the training set in its stored "
+                           "order every epoch (MNIST-1D's published train.py, mnist1d-published)")
     data.add_argument("--data-root", default="data", help="where datasets are (downloaded if missing)")
     data.add_argument("--no-download", dest="download", action="store_false",
                       help="fail instead of downloading a missing dataset")

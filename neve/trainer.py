@@ -148,7 +148,8 @@ class Trainer:
         data = load_data(c.dataset, c.data_root, batch_size=c.batch_size, holdout=c.holdout,
                          label_noise=c.label_noise, seed=c.seed, device=self.device, download=c.download,
                          num_workers=c.num_workers, image_size=c.image_size,
-                         test_augmentation=c.test_augmentation, options=c.data_options)
+                         test_augmentation=c.test_augmentation, options=c.data_options,
+                         train_order=c.train_order)
         if c.test_augmentation:
             log.warning("the test set is evaluated WITH the training augmentation (random crop/flip), as the "
                         "authors' Label Wave loader did: test accuracies of this run are not clean ones")

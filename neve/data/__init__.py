@@ -27,6 +27,8 @@ from .base import (
 from .folder import folder_images
 from .splits import holdout_split, symmetric_label_noise
 
+TRAIN_ORDERS = ("shuffle", "fixed")  # neve.config.TRAIN_ORDERS (the data layer does not import the config)
+
 
 def __getattr__(name: str):  # lazy, so that `python -m neve.data.synthetic` finds its module not yet imported
     if name in ("write_synthetic_cifar", "write_synthetic_imagenet"):
@@ -51,6 +53,7 @@ def load_data(
     image_size: int | None = None,
     test_augmentation: bool = False,
     options: dict[str, Any] | None = None,
+    train_order: str = "shuffle",
 ) -> DataSplits:
     """Load dataset ``name`` from ``root`` as train / val / test streams.
 
@@ -61,7 +64,11 @@ def load_data(
     ``test.batches(epoch)`` -- what the authors' Label Wave loader did; its accuracy is not a clean test accuracy.
     ``options``: a generated dataset's generator arguments (``DATASET_OPTIONS[name]``; MNIST-1D: ``num_samples``,
     ``seed``, ``shuffle_seq``); a dataset read from files takes none.
+    ``train_order``: "shuffle" (a permutation per (seed, epoch)) or "fixed" (every epoch walks the training set
+    in its stored order, as MNIST-1D's published ``train.py`` does); "fixed" needs a dataset held in memory.
     """
+    if train_order not in TRAIN_ORDERS:
+        raise ValueError(f"train_order must be one of {TRAIN_ORDERS}, got {train_order!r}")
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
     if int(batch_size) < 1 or (eval_batch_size is not None and int(eval_batch_size) < 1):
@@ -72,7 +79,7 @@ def load_data(
         raise ValueError(f"image_size must be >= 1, got {image_size}")
     options = check_options(name, options or {})
     extra = {"options": options} if DATASET_OPTIONS[name] else {}
-    return DATASETS[name](
+    splits = DATASETS[name](
         root,
         batch_size=int(batch_size),
         eval_batch_size=None if eval_batch_size is None else int(eval_batch_size),
@@ -86,6 +93,11 @@ def load_data(
         test_augmentation=bool(test_augmentation),
         **extra,
     )
+    if train_order == "fixed":
+        if not isinstance(splits.train, TensorTrainStream):
+            raise ValueError(f"train_order 'fixed' needs a dataset held in memory; {name} streams from files")
+        splits.train.shuffle = False
+    return splits
 
 
 def check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:

@@ -179,6 +179,7 @@ class TensorTrainStream(TrainStream):
         pad: int,
         flip: bool,
         seed: int,
+        shuffle: bool = True,
     ) -> None:
         _check_samples(images, pad, flip)
         if not len(images) == len(labels) == len(clean_labels):
@@ -192,6 +193,8 @@ class TensorTrainStream(TrainStream):
         self.pad = int(pad)
         self.flip = bool(flip)
         self.seed = int(seed)
+        #: False: every epoch walks the samples in their stored order (``--train-order fixed``).
+        self.shuffle = bool(shuffle)
         self._mean = _as_stats(mean, self.device, images.dim())
         self._std = _as_stats(std, self.device, images.dim())
 
@@ -200,6 +203,8 @@ class TensorTrainStream(TrainStream):
         generator = make_generator("train-stream", self.seed, int(epoch))
         # Every random number of the epoch is drawn up front, on the CPU, from the (seed, epoch) generator.
         order = torch.randperm(n, generator=generator)
+        if not self.shuffle:
+            order = torch.arange(n)
         dx = torch.randint(0, 2 * self.pad + 1, (n,), generator=generator)
         dy = torch.randint(0, 2 * self.pad + 1, (n,), generator=generator)
         flips = torch.rand(n, generator=generator) < 0.5 if self.flip else None

@@ -501,6 +501,15 @@ def mnist1d_table2() -> Experiment:
               "on, so these runs also give Fig. 6); V.Loss its best-validation model; Baseline the final model.")
 
 
+@experiment("mnist1d-demo")
+def mnist1d_demo() -> Experiment:
+    cells = table2_rows("mnist1d", "mnist1d_cnn", "MNIST-1D CNN")
+    return Experiment(
+        "mnist1d-demo", "make mnist1d: Table II on MNIST-1D's CNN, 5 seeds, a few minutes on a laptop CPU", "table",
+        tuple(cells), defaults=MNIST1D_RUN, seeds=5, curves=True,
+        reads="mnist1d-table2's CNN runs at seeds 0-4 (shared; nothing new when that table is trained).")
+
+
 @experiment("mnist1d-table2-code")
 def mnist1d_table2_code() -> Experiment:
     cells = table2_rows("mnist1d", "mnist1d_cnn", "MNIST-1D CNN, --fidelity code")

@@ -560,6 +560,7 @@ PLOTS: dict[str, Callable[[Results], Figure]] = {
     "mnist1d-published": plot_table,
     "mnist1d-tuning": plot_table,
     "mnist1d-table2": plot_demo,
+    "mnist1d-demo": plot_demo,
     "mnist1d-table2-code": plot_table,
     "mnist1d-table1": plot_table,
     "mnist1d-fig4a": plot_fig4a,

@@ -17,7 +17,7 @@ DATA_ROOT ?= data
 PAPER := table1 table2 fig4a fig4b fig5 fig6 fig7 fig8 ablation paper-vs-code
 experiment = $(if $(filter ablation,$(1)),ablation-alpha-delta,$(1))
 
-.PHONY: help install test lint train bench clean demo mnist1d figures data $(PAPER)
+.PHONY: help install test lint train bench clean demo mnist1d figures data $(PAPER) tuning-free mnist1d-tuning-free
 
 help:  ## list the commands
 	@grep -E '^[a-z0-9][a-z0-9 -]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' \
@@ -54,6 +54,11 @@ table1 table2 fig4a fig4b fig5 fig6 fig7 fig8 ablation paper-vs-code: $(STAMP)  
 	$(BIN)/python -m experiments.sweep $(call experiment,$@) $(SWEEP_ARGS)
 	$(BIN)/python -m experiments.aggregate $(call experiment,$@) $(RESULT_ARGS)
 	$(BIN)/python -m experiments.plots $(call experiment,$@)
+
+tuning-free mnist1d-tuning-free: $(STAMP)  ## beyond the paper: NeVe vs the tuning-free optimizers (CIFAR / MNIST-1D)
+	$(BIN)/python -m experiments.sweep $@ $(SWEEP_ARGS)
+	$(BIN)/python -m experiments.aggregate $@ $(RESULT_ARGS)
+	$(BIN)/python -m experiments.plots $@
 
 data: $(STAMP)  ## download, verify and extract CIFAR-10/100 into DATA_ROOT (default data/) before a sweep
 	$(BIN)/python -m neve.data prepare cifar10 cifar100 --root $(DATA_ROOT)

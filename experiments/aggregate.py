@@ -48,6 +48,7 @@ from experiments.results import (
     results_path,
 )
 from experiments.run_folder import RunFolder, RunFolderError
+from experiments.time_to_target import first_reaching
 from neve.config import FIDELITIES, RESUMABLE_FIELDS
 from neve.io import atomic_write_text
 
@@ -183,8 +184,10 @@ def runs_table(data: Sequence[RunData], values: Sequence[str], varying: Sequence
 
 
 def cells_table(runs: pd.DataFrame, cells: Sequence[Cell], values: Sequence[str], varying: Sequence[str],
-                kind: str) -> pd.DataFrame:
-    """``NAME.csv``: per cell, the statistics over its finished seeds; tables add Welch's test per block."""
+                kind: str, *, second_reference: str | None = None, also_report: Sequence[str] = ()) -> pd.DataFrame:
+    """``NAME.csv``: per cell, the statistics over its finished seeds; tables add Welch's test per block (against
+    the Baseline, and against ``second_reference`` when given); ``also_report`` summary fields and, when the runs
+    have it, the time to target are summarised per cell too."""
     finished = runs[runs["state"] == FINISHED]
     rows = []
     for cell in cells:
@@ -207,18 +210,31 @@ def cells_table(runs: pd.DataFrame, cells: Sequence[Cell], values: Sequence[str]
                      "epochs_mean": done["epochs_run"].astype(float).mean() if len(done) else math.nan,
                      "wall_hours_mean": done["wall_seconds"].astype(float).mean() / 3600 if len(done) else math.nan,
                      "paper_mean": paper_mean, "paper_std": paper_std, "diff": acc["mean"] - paper_mean,
-                     "welch_ref": None, "welch_t": math.nan, "welch_p": math.nan})
+                     "welch_ref": None, "welch_t": math.nan, "welch_p": math.nan,
+                     **{column: value for name in also_report for column, value in _also(name, done).items()},
+                     **(_time_to_target(done) if "target_epoch" in runs.columns else {})})
     frame = pd.DataFrame(rows)
     if kind == "table":
-        _add_welch(frame, finished)
+        _add_welch(frame, finished, block_reference)
+        if second_reference:
+            frame = frame.assign(welch2_ref=None, welch2_t=math.nan, welch2_p=math.nan)
+            _add_welch(frame, finished, lambda labels: second_reference if second_reference in labels else None,
+                       prefix="welch2")
     return frame.reindex(columns=_ordered(frame.columns, values, varying, "cells"))
 
 
-def _add_welch(cells: pd.DataFrame, finished: pd.DataFrame) -> None:
-    """Each row against its block's Baseline (or the block's first row)."""
+def block_reference(labels: Sequence[str]) -> str:
+    """The row a block is compared with: its Baseline, or its first row."""
+    return "Baseline" if "Baseline" in labels else labels[0]
+
+
+def _add_welch(cells: pd.DataFrame, finished: pd.DataFrame, reference_of: Callable[[list[str]], str | None],
+               prefix: str = "welch") -> None:
+    """Each row against its block's reference row (``reference_of`` the block's labels; None: no test)."""
     for _, block in cells.groupby("block", sort=False):
-        labels = block["cell"].tolist()
-        reference = "Baseline" if "Baseline" in labels else labels[0]
+        reference = reference_of(block["cell"].tolist())
+        if reference is None:
+            continue
         ref_block = block["block"].iloc[0]
 
         def accs(label: str, block_name: str = ref_block) -> list[float]:
@@ -226,9 +242,45 @@ def _add_welch(cells: pd.DataFrame, finished: pd.DataFrame) -> None:
             return rows["acc"].dropna().tolist()
 
         for index, row in block.iterrows():
-            cells.at[index, "welch_ref"] = reference
+            cells.at[index, f"{prefix}_ref"] = reference
             if row["cell"] != reference:
-                cells.at[index, "welch_t"], cells.at[index, "welch_p"] = welch(accs(row["cell"]), accs(reference))
+                cells.at[index, f"{prefix}_t"], cells.at[index, f"{prefix}_p"] = welch(accs(row["cell"]),
+                                                                                       accs(reference))
+
+
+def _also(name: str, done: pd.DataFrame) -> dict[str, float]:
+    """A summary field beside the cell's own number: over the runs that recorded it (no fallback), and where."""
+    acc = describe(done[name].astype(float).tolist())
+    return {f"{name}_mean": acc["mean"], f"{name}_std": acc["std"], f"{name}_n": acc["n"],
+            f"{name}_epoch_mean": done[EPOCH_OF[name]].astype(float).mean() if len(done) else math.nan}
+
+
+# ------------------------------------------------------------------------------------------ time to target
+def add_time_to_target(runs: pd.DataFrame, data: Sequence[RunData], margin: float) -> pd.DataFrame:
+    """``runs`` with ``target`` (the block's reference mean final accuracy - ``margin``, %), and each finished
+    run's ``target_epoch`` and ``target_seconds`` (empty: never reached up to the epoch it reports)."""
+    targets = {}
+    for block, rows in runs.groupby("block", sort=False):
+        reference = rows[(rows["cell"] == block_reference(list(dict.fromkeys(rows["cell"]))))
+                         & (rows["state"] == FINISHED)]
+        targets[block] = reference["final_test_acc"].astype(float).mean() - margin if len(reference) else math.nan
+    epochs, seconds = [], []
+    for (_, row), item in zip(runs.iterrows(), data, strict=True):
+        reached = None
+        if item.state == FINISHED and not math.isnan(targets[row["block"]]):
+            reached = first_reaching(item.records, targets[row["block"]], until=int(row["metric_epoch"]))
+        epochs.append(reached[0] if reached else math.nan)
+        seconds.append(reached[1] if reached else math.nan)
+    return runs.assign(target=runs["block"].map(targets).astype(float), target_epoch=epochs, target_seconds=seconds)
+
+
+def _time_to_target(done: pd.DataFrame) -> dict[str, float]:
+    """Per cell: the target, how many runs reached it, and the mean epochs and wall seconds of those that did."""
+    reached = done.dropna(subset=["target_epoch"])
+    epoch = describe(reached["target_epoch"].astype(float).tolist())
+    return {"target": done["target"].iloc[0] if len(done) else math.nan, "n_target": len(reached),
+            "target_epoch_mean": epoch["mean"], "target_epoch_std": epoch["std"],
+            "target_seconds_mean": reached["target_seconds"].astype(float).mean() if len(reached) else math.nan}
 
 
 def epochs_table(data: Sequence[RunData], values: Sequence[str]) -> pd.DataFrame:
@@ -288,7 +340,8 @@ def _ordered(columns: Any, values: Sequence[str], varying: Sequence[str], table:
     config = [f"config.{name}" for name in varying]
     ordered = schema[:2] + list(values) + schema[2:]
     at = ordered.index("model") + 1
-    return ordered[:at] + config + ordered[at:]
+    ordered = ordered[:at] + config + ordered[at:]
+    return ordered + [column for column in columns if column not in ordered]  # an experiment's extra reporting
 
 
 # ------------------------------------------------------------------------------------------ aggregate
@@ -321,7 +374,11 @@ def aggregate(name: str, *, seeds: int | None = None, runs_dir: str | Path = "ru
     values = value_names(cells)
     varying = varying_fields(planned)
     runs = runs_table(data, values, varying)
-    frames: dict[str, pd.DataFrame] = {"": cells_table(runs, cells, values, varying, experiment.kind), "runs": runs}
+    if experiment.target_margin is not None:
+        runs = add_time_to_target(runs, data, experiment.target_margin)
+    table = cells_table(runs, cells, values, varying, experiment.kind, second_reference=experiment.second_reference,
+                        also_report=experiment.also_report)
+    frames: dict[str, pd.DataFrame] = {"": table, "runs": runs}
     if experiment.curves:
         frames["epochs"] = epochs_table(data, values)
     for key, options in experiment.derived.items():

@@ -80,6 +80,20 @@ class Experiment:
     derived: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     #: Its figure plots per-epoch curves: the aggregation also writes every run's records (NAME_epochs.csv).
     curves: bool = False
+    #: Time to target (AlgoPerf's measure): per run, the epochs and wall seconds until the test accuracy first
+    #: reaches the block's reference row's (Baseline's) mean final accuracy minus this many points. None: not
+    #: computed.
+    target_margin: float | None = None
+    #: A row each row of its block is also tested against (Welch), beside the Baseline: ``"NeVe"``.
+    second_reference: str | None = None
+    #: Summary fields reported for every cell beside its own number: ``("test_acc_at_neve_stop",)`` gives every
+    #: method's accuracy where NeVe would have stopped it.
+    also_report: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.also_report if name not in METRICS]
+        if unknown:
+            raise ValueError(f"experiment {self.name!r}: also_report must name fields of {METRICS}, got {unknown}")
 
     def miniature(self, epochs: int = MINIATURE_EPOCHS) -> Experiment:
         """The same grid on digits with a ResNet-8 for ``epochs`` epochs: an offline rehearsal of the whole
@@ -565,3 +579,52 @@ def mnist1d_fig6() -> Experiment:
         cells, defaults=MNIST1D_RUN, derived={"epsilon": FIG6_EPSILONS}, curves=True,
         reads="mnist1d-table2's NeVe runs (no new training): the stop at each epsilon is the first epoch with "
               "V < epsilon of the same --stop mark run.")
+
+
+# ------------------------------------------------------------------------------------------ tuning-free
+#: The tuning-free optimizers (``neve/methods``), as their rows are labelled. Each runs its authors' documented
+#: settings; "+ cosine" and "MultiStep" are the variants that are told the training horizon.
+TUNING_FREE_METHODS = {"schedulefree": "schedule-free", "prodigy": "Prodigy", "prodigy-cosine": "Prodigy + cosine",
+                       "dadapt": "D-Adaptation (constant)", "dadapt-multistep": "D-Adaptation (MultiStep)",
+                       "dog": "DoG"}
+#: AlgoPerf's target is a fixed accuracy; here the Baseline's mean final accuracy minus half a point, so that
+#: "reached" means "trained as well as the tuned schedule, within seed noise".
+TUNING_FREE_TARGET_MARGIN = 0.5
+TUNING_FREE_REPORTING = {"target_margin": TUNING_FREE_TARGET_MARGIN, "second_reference": "NeVe",
+                         "also_report": ("test_acc_at_neve_stop",), "curves": True}
+
+
+def tuning_free_rows(dataset: str, model: str, block: str, **common: Any) -> list[Cell]:
+    """Baseline and NeVe exactly as Table II's rows (so their runs are shared), then each tuning-free method.
+
+    The tuning-free methods never stop: their number is the final model's accuracy."""
+    shared = [row for row in table2_rows(dataset, model, block, **common) if row.label in ("Baseline", "NeVe")]
+    base = {"dataset": dataset, "model": model, **common}
+    return shared + [Cell(label, {**base, "method": method}, values={"method": label}, block=block)
+                     for method, label in TUNING_FREE_METHODS.items()]
+
+
+@experiment("tuning-free")
+def tuning_free() -> Experiment:
+    cells = []
+    for dataset in CIFAR:
+        cells += tuning_free_rows(dataset, "resnet32", f"{CIFAR[dataset]} ResNet-32")
+    return Experiment(
+        "tuning-free", "Beyond the paper: NeVe against schedule-free, Prodigy, D-Adaptation and DoG (CIFAR "
+        "ResNet-32, SGD recipe)", "table", tuple(cells), defaults=PAPER_RUN, **TUNING_FREE_REPORTING,
+        reads="Baseline and NeVe are Table II's CIFAR runs (shared); the six tuning-free runs are new. Each cell "
+              "gives its own number (NeVe: at V < epsilon; the others: final), the final accuracy, the accuracy at "
+              "NeVe's stop marker, the epochs and wall time to the Baseline's mean final accuracy - 0.5, and Welch "
+              "tests against the Baseline and NeVe.")
+
+
+@experiment("mnist1d-tuning-free")
+def mnist1d_tuning_free() -> Experiment:
+    cells = []
+    for model in ("mnist1d_cnn", "mnist1d_resnet"):
+        cells += tuning_free_rows("mnist1d", model, f"MNIST-1D {MNIST1D_MODELS[model]}")
+    return Experiment(
+        "mnist1d-tuning-free", "Beyond the paper on MNIST-1D: NeVe against schedule-free, Prodigy, D-Adaptation and "
+        "DoG (CNN, ResNet-1D)", "table", tuple(cells), defaults=MNIST1D_RUN, **TUNING_FREE_REPORTING,
+        reads="Baseline and NeVe are mnist1d-table2's runs (shared); the six tuning-free runs are new, with their "
+              "authors' settings (not the SGD recipe's lr); each cell reports what tuning-free's cells report.")

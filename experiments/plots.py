@@ -30,12 +30,21 @@ from matplotlib.lines import Line2D
 
 from experiments.results import (
     FINISHED,
+    TARGET_RUN_COLUMNS,
     Results,
     ResultsError,
     figure_path,
     load_results,
     resolve_results_dir,
     results_path,
+)
+from experiments.time_to_target import (
+    MAX_RATIO,
+    performance_profile,
+    performance_ratios,
+    profile_score,
+    profile_steps,
+    workload_times,
 )
 
 # Okabe-Ito: distinguishable with every common colour-vision deficiency, and in greyscale by line style.
@@ -69,13 +78,13 @@ def color_of(label: str, palette: dict[str, str] | None = None, index: int = 0) 
     return CYCLE[index % len(CYCLE)]
 
 
-def styled(function: Callable[[Results], Figure]) -> Callable[[Results], Figure]:
+def styled(function: Callable[..., Figure]) -> Callable[..., Figure]:
     """Build the figure under the house style (rcParams apply when artists are created)."""
 
     @functools.wraps(function)
-    def wrapper(results: Results) -> Figure:
+    def wrapper(*results: Results) -> Figure:
         with mpl.rc_context(STYLE):
-            return function(results)
+            return function(*results)
 
     return wrapper
 
@@ -542,6 +551,81 @@ def plot_demo(results: Results) -> Figure:
     return figure
 
 
+# ------------------------------------------------------------------------------------ performance profile
+#: The tuning-free comparison: a colour per optimizer family; dashed: the variant that is told the horizon.
+PROFILE_STYLES = {"Baseline": (BLACK, "-"), "NeVe": (BLUE, "-"), "schedule-free": (GREEN, "-"),
+                  "Prodigy + cosine": (ORANGE, "--"), "Prodigy": (ORANGE, "-"),
+                  "D-Adaptation (MultiStep)": (VERMILLION, "--"), "D-Adaptation": (VERMILLION, "-"),
+                  "DoG": (PURPLE, "-")}
+#: Vertical offset between methods' lines: with few workloads many profiles coincide, and would hide each other.
+PROFILE_DODGE = 0.012
+PROFILE_TIMES = {"target_epoch": "(a) epochs to target", "target_seconds": "(b) wall time to target"}
+
+
+@styled
+def plot_performance_profile(*results: Results) -> Figure:
+    """AlgoPerf's performance profiles over every workload (table block) of the given results: per method, the
+    fraction of workloads it reaches the target within tau times the fastest method's time, in epochs (a) and
+    wall seconds (b); its score (the normalised area up to tau = 4) in the legend."""
+    runs = pd.concat([r.finished_runs for r in results], ignore_index=True)
+    missing = [column for column in TARGET_RUN_COLUMNS if column not in runs.columns]
+    if missing:
+        raise ResultsError(f"{', '.join(r.name for r in results)}: no time to target in the runs CSV (columns "
+                           f"{', '.join(missing)}); its catalog entry needs target_margin, then aggregate it again")
+    figure, axes = new_figure(2, height=3.3)
+    scores = {}
+    for ax, (column, title) in zip(axes, PROFILE_TIMES.items(), strict=True):
+        ratios = performance_ratios(workload_times(runs, column))
+        scores[column] = profile_score(ratios)
+        taus = profile_steps(ratios)
+        rho = performance_profile(ratios, taus)
+        methods = list(ratios.columns)
+        for index, method in enumerate(methods):
+            color, linestyle = PROFILE_STYLES.get(method, PROFILE_STYLES.get(method.split(" (")[0],
+                                                                             (CYCLE[index % len(CYCLE)], "-")))
+            dodge = (index - (len(methods) - 1) / 2) * PROFILE_DODGE
+            ax.step(taus, rho[method].to_numpy(float) + dodge, where="post", color=color, linestyle=linestyle,
+                    label=method)
+        ax.set_xscale("log")
+        ax.set_xlim(1, MAX_RATIO)
+        ax.set_xticks([1, 1.5, 2, 3, 4], ["1", "1.5", "2", "3", "4"])
+        ax.minorticks_off()
+        ax.set_ylim(-0.08, 1.08)
+        ax.set_xlabel("τ: time / fastest method's time (log scale)")
+        ax.set_ylabel("ρ(τ): share of workloads")
+        ax.set_title(title)
+    handles, labels = axes[0].get_legend_handles_labels()
+    labelled = [f"{label} ({scores['target_epoch'][label]:.2f} / {scores['target_seconds'][label]:.2f})"
+                for label in labels]
+    workloads = list(dict.fromkeys(runs["block"]))
+    targets = runs.drop_duplicates("block").set_index("block")["target"]
+    never = [m for m in labels if not np.isfinite(workload_times(runs, "target_epoch")[m]).any()]
+    notes = [f"workloads: {', '.join(f'{w} (target {targets[w]:.2f}%)' for w in workloads)}; target: the "
+             f"Baseline's mean final accuracy − {target_margin(results)}",
+             "a method's time on a workload: the median over seeds, a seed that never reached the target counting "
+             "as ∞ (AlgoPerf's median over studies); dashed: told the training horizon",
+             "in brackets: AlgoPerf's score, the area under the profile from 1 to 4 / 3, (a) / (b)",
+             f"lines offset by up to ±{PROFILE_DODGE * (len(labels) - 1) / 2:.2f} so that coinciding ones show",
+             seed_label(pd.concat([r.runs for r in results])).replace("mean ± std over", "medians over"),
+             *([f"never reached on any workload: {', '.join(never)}"] if never else [])]
+    figure.suptitle("Performance profiles (AlgoPerf): how soon each method reaches the target, relative to the "
+                    "fastest", fontsize=9.5)
+    legend = figure.legend(handles, labelled, loc="outside lower center", ncols=2,
+                           title=caption(notes, figure.get_figwidth()), title_fontsize=7, alignment="left")
+    legend.get_title().set_color("#444444")
+    return figure
+
+
+def target_margin(results: Sequence[Results]) -> str:
+    """The margin below the Baseline's mean final accuracy the targets were set at, read back from the CSVs."""
+    margins = set()
+    for result in results:
+        cells = result.cells
+        for _, row in cells[cells["cell"] == cells["welch_ref"]].iterrows():
+            margins.add(round(float(row["final_mean"] - row["target"]), 6))
+    return ", ".join(f"{m:g}" for m in sorted(margins)) or "?"
+
+
 #: Experiment name -> its figure layout.
 PLOTS: dict[str, Callable[[Results], Figure]] = {
     "table1": plot_table,
@@ -565,6 +649,8 @@ PLOTS: dict[str, Callable[[Results], Figure]] = {
     "mnist1d-table1": plot_table,
     "mnist1d-fig4a": plot_fig4a,
     "mnist1d-fig6": plot_fig6,
+    "tuning-free": plot_performance_profile,
+    "mnist1d-tuning-free": plot_performance_profile,
 }
 
 

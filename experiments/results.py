@@ -7,6 +7,12 @@
 - ``NAME_epochs.csv``: every record of every finished run, for experiments that plot curves;
 - ``NAME_<derived>.csv``: values computed from the records (Fig. 6: ``NAME_epsilon.csv``).
 
+An experiment that asks for more reporting (the catalog's ``target_margin``, ``second_reference``,
+``also_report``: the tuning-free comparison) has more columns after the fixed ones: :data:`TARGET_RUN_COLUMNS`
+in ``NAME_runs.csv``; in ``NAME.csv`` :data:`TARGET_CELL_COLUMNS`, ``welch2_ref``/``welch2_t``/``welch2_p`` (the
+second reference) and per reported field ``<field>_mean``, ``_std``, ``_n`` (runs that recorded it) and
+``_epoch_mean``.
+
 Plots, notebooks and the report read results through :func:`load_results` only, never run folders. Nothing
 here imports torch, so a notebook starts in a second. Accuracies are in percent.
 """
@@ -38,6 +44,12 @@ CELL_COLUMNS = (
     "metric_epoch_mean", "metric_epoch_std", "epochs_mean", "wall_hours_mean",
     "paper_mean", "paper_std", "diff", "welch_ref", "welch_t", "welch_p",
 )
+#: Time to target, per run: the block's target (%, its reference row's mean final accuracy minus the margin), the
+#: first epoch reaching it up to the epoch the run reports, and the wall seconds of the records up to it (empty:
+#: never).
+TARGET_RUN_COLUMNS = ("target", "target_epoch", "target_seconds")
+#: Time to target, per cell: over the runs that reached it (``n_target`` of ``n``).
+TARGET_CELL_COLUMNS = ("target", "n_target", "target_epoch_mean", "target_epoch_std", "target_seconds_mean")
 #: ``NAME_epochs.csv``: these columns at least (then every record column the runs wrote).
 EPOCH_COLUMNS = ("block", "cell", "seed", "run", "epoch", "lr", "test_acc", "model_velocity", "lr_reduced",
                  "neve_stop")
@@ -49,11 +61,12 @@ DERIVED_COLUMNS = {
 #: Columns that must hold numbers (a CSV edited by hand may not).
 NUMERIC = {"acc", "mean", "std", "n", "n_asked", "n_fallback", "n_no_stop", "seed", "epoch", "test_acc",
            "model_velocity", "epsilon", "epochs_mean", "epochs_std", "acc_mean", "acc_std", "metric_epoch",
-           "budget_epochs", "paper_mean", "diff", "welch_p"}
+           "budget_epochs", "paper_mean", "diff", "welch_p", "welch2_p", "target", "target_epoch", "target_seconds",
+           "n_target", "target_epoch_mean", "target_seconds_mean"}
 #: Columns of whole numbers (epochs, counts, flags), written without a decimal point even when some are empty.
 INTEGER = {"seed", "holdout_images", "budget_epochs", "acc_fallback", "metric_epoch", "epochs_run", "stop_epoch",
            "neve_stop_epoch", "kept_epoch", "best_val_epoch", "diverged", "n", "n_asked", "n_fallback", "n_no_stop",
-           "epoch", "lr_reduced", "neve_stop", "method_stop", "kept_weights"}
+           "epoch", "lr_reduced", "neve_stop", "method_stop", "kept_weights", "target_epoch", "n_target"}
 #: Significant digits of the floats in the CSVs: far below any difference that matters, and stable diffs.
 FLOAT_FORMAT = "%.8g"
 #: Columns that hold text, empty when absent ("" rather than NaN): no block, no detail, no lr decay.
@@ -180,14 +193,23 @@ def markdown(results: Results, kind: str = "table") -> str:
     welch = kind == "table" and cells["welch_ref"].notna().any()
     paper = cells["paper_mean"].notna().any()
     header = [*(_title(v) for v in values), "ours", "95% CI", "seeds", "epoch", *(("paper", "Δ") if paper else ())]
+    also = [column.removesuffix("_mean") for column in cells.columns
+            if column.endswith("_mean") and f"{column.removesuffix('_mean')}_n" in cells.columns]
+    target = "target" in cells.columns
+    second = welch and "welch2_ref" in cells.columns and cells["welch2_ref"].notna().any()
+    header += [f"at {ALSO_TITLES.get(name, name)} (epoch)" for name in also]
+    header += ["final", "epochs to target", "wall time to target"] if target else []
     if welch:
         header.append("p (Welch)")
+    if second:
+        header.append(f"p (Welch) vs {cells['welch2_ref'].dropna().iloc[0]}")
     out: list[str] = []
     blocks = list(dict.fromkeys(cells["block"]))
     for block in blocks:
         rows = cells[cells["block"] == block]
         if block:
-            out += [f"**{block}**", ""]
+            goal = rows["target"].iloc[0] if target else math.nan
+            out += [f"**{block}**" + ("" if math.isnan(goal) else f" (target {goal:.2f}%)"), ""]
         out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for _, row in rows.iterrows():
             ours = mean_std(row["mean"], row["std"]) + (" †" if row["n_fallback"] > 0 else "")
@@ -198,18 +220,63 @@ def markdown(results: Results, kind: str = "table") -> str:
             if paper:
                 cols += [mean_std(row["paper_mean"], row["paper_std"]),
                          "–" if math.isnan(row["diff"]) else f"{row['diff']:+.2f}"]
+            cols += [_also_cell(row, name) for name in also]
+            cols += _target_cells(row) if target else []
             if welch:
-                ref = row["welch_ref"]
-                if not isinstance(ref, str) or math.isnan(row["welch_p"]):
-                    cols.append("(reference)" if ref == row["cell"] else "–")
-                else:
-                    cols.append(f"{p_value(row['welch_p'])} vs {ref}")
+                cols.append(_welch_cell(row, "welch"))
+            if second:
+                cols.append(_welch_cell(row, "welch2"))
             out.append("| " + " | ".join(cols) + " |")
         out.append("")
-    out += _notes(results, welch, paper)
+    extra = [*([ALSO_NOTE] if "test_acc_at_neve_stop" in also else []), *([TARGET_NOTE] if target else []),
+             *([SECOND_WELCH_NOTE] if second else [])]
+    out += _notes(results, welch, paper, extra)
     if "epsilon" in results.derived:
         out += [*([""] if out[-1] else []), *epsilon_markdown(results)]
     return "\n".join(out).rstrip() + "\n"
+
+
+#: How a reported field is named in a table header.
+ALSO_TITLES = {"test_acc_at_neve_stop": "NeVe's stop", "test_acc_at_stop": "own stop",
+               "test_acc_at_best_val": "best validation", "test_acc_at_kept": "kept model"}
+
+
+def _welch_cell(row: pd.Series, prefix: str) -> str:
+    ref = row[f"{prefix}_ref"]
+    if not isinstance(ref, str) or math.isnan(row[f"{prefix}_p"]):
+        return "(reference)" if ref == row["cell"] else "–"
+    return f"{p_value(row[f'{prefix}_p'])} vs {ref}"
+
+
+def _also_cell(row: pd.Series, name: str) -> str:
+    """``mean ± std (epoch)``, and how many runs recorded it when not all did."""
+    n = row[f"{name}_n"]
+    if not n:
+        return f"never (0 of {int(row['n'])})"
+    text = f"{mean_std(row[f'{name}_mean'], row[f'{name}_std'])} ({fmt(row[f'{name}_epoch_mean'], 0)})"
+    return text if n == row["n"] else f"{text}, {int(n)} of {int(row['n'])}"
+
+
+def _target_cells(row: pd.Series) -> list[str]:
+    """Final accuracy, then epochs and wall time to target over the runs that reached it (k of n), or never."""
+    final = mean_std(row["final_mean"], row["final_std"])
+    if math.isnan(row["target"]):
+        return [final, "–", "–"]
+    reached = int(row["n_target"])
+    if not reached:
+        return [final, f"never (0 of {int(row['n'])})", "never"]
+    count = "" if reached == row["n"] else f", {reached} of {int(row['n'])}"
+    return [final, mean_std(row["target_epoch_mean"], row["target_epoch_std"], 0) + count,
+            duration(row["target_seconds_mean"])]
+
+
+def duration(seconds: float) -> str:
+    """Wall time, in the unit that reads best."""
+    if seconds is None or math.isnan(seconds):
+        return "–"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def epsilon_markdown(results: Results) -> list[str]:
@@ -227,7 +294,7 @@ def epsilon_markdown(results: Results) -> list[str]:
     return out
 
 
-def _notes(results: Results, welch: bool, paper: bool) -> list[str]:
+def _notes(results: Results, welch: bool, paper: bool, extra: Sequence[str] = ()) -> list[str]:
     cells = results.cells
     notes = ["ours: test accuracy (%) as mean ± std over finished seeds (sample std); 95% CI: t-interval of the "
              "mean; epoch: where the reported number was read (mean ± std)" + ("; Δ: ours − paper." if paper else
@@ -242,10 +309,20 @@ def _notes(results: Results, welch: bool, paper: bool) -> list[str]:
         notes.append(f"† the cell's own number was missing in some runs (NeVe never reached V < ε, or the method "
                      f"kept no model within the budget); those runs count with their final test accuracy "
                      f"({counts}).")
+    notes += extra
     short = cells[cells["n"] < cells["n_asked"]]
     if len(short):
         notes.append(f"{len(short)} cell(s) have fewer finished seeds than asked; the missing runs are listed below.")
     return [f"- {note}" for note in notes] + [""] + unfinished_markdown(results)
+
+
+ALSO_NOTE = ("at NeVe's stop: the row's test accuracy at the first epoch with V < ε, which every method records "
+             "(mean ± std over the runs that got there, and that epoch's mean in brackets).")
+SECOND_WELCH_NOTE = "the last column tests each row the same way against the second reference row of its block."
+TARGET_NOTE = ("to target: per run, the first epoch whose test accuracy reaches the block's target (its Baseline's "
+               "mean final accuracy minus the margin, given beside the block), counting only epochs up to the one the "
+               "row reports (NeVe: its stop); epochs: mean ± std over the runs that reached it (k of n when not all); "
+               "wall time: the mean cumulative seconds of the records up to it; never: no run reached it.")
 
 
 def unfinished_markdown(results: Results) -> list[str]:

@@ -41,6 +41,7 @@ PIPELINE: tuple[tuple[str, int, tuple[str, ...]], ...] = (
     ("ablation-alpha-delta", 1, ("alpha=0.25", "alpha=0.5", "patience=10")),
     ("paper-vs-code", 1, ("setting=paper", "setting=code")),
     ("demo", 2, ("method=NeVe", "method=Baseline")),
+    ("mnist1d-tuning-free", 2, ()),  # miniature: both blocks are digits ResNet-8, so 16 distinct runs
 )
 #: The run made to fail: Table II's (and Fig. 4a's) V.Loss 30% at seed 1.
 BROKEN = ("table2", "V.Loss 30%", 1)

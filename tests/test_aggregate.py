@@ -172,6 +172,37 @@ def test_epsilon_stops_are_recomputed_from_the_records(results_build: Build) -> 
     assert "| gaussian | 1e-05 |" in results_build.aggregated["fig6"][1]  # its table, printed
 
 
+def test_time_to_target_is_recomputed_from_the_run_folders(results_build: Build) -> None:
+    results = load_results("mnist1d-tuning-free", results_build.results_dir)
+    runs, cells = results.finished_runs, results.cells
+    assert len(results.runs) == 2 * 8 * 2 and results.runs["state"].eq("finished").all()
+    for block, rows in runs.groupby("block"):
+        target = rows[rows["cell"] == "Baseline"]["final_test_acc"].mean() - 0.5
+        assert rows["target"].tolist() == pytest.approx([target] * len(rows), rel=1e-6)
+        for _, row in rows.iterrows():
+            records = RunFolder(results_build.runs_dir / row["run"]).records()
+            until = records[: int(row["metric_epoch"])]  # NeVe: up to its stop; the others: the whole budget
+            reached = next((r for r in until if 100 * r["test_acc"] >= row["target"]), None)
+            if reached is None:
+                assert math.isnan(row["target_epoch"]) and math.isnan(row["target_seconds"]), row["run"]
+            else:
+                assert row["target_epoch"] == reached["epoch"], row["run"]
+                seconds = sum(r["seconds"] for r in records if r["epoch"] <= reached["epoch"])
+                assert row["target_seconds"] == pytest.approx(seconds, rel=1e-6), row["run"]
+        for _, cell in cells[cells["block"] == block].iterrows():
+            mine = rows[rows["cell"] == cell["cell"]]
+            assert cell["n_target"] == mine["target_epoch"].notna().sum()
+            assert cell["test_acc_at_neve_stop_n"] == mine["test_acc_at_neve_stop"].notna().sum()
+            neve = rows[rows["cell"] == "NeVe"]["acc"].to_numpy(float)
+            if cell["cell"] == "NeVe" or np.std(neve) == 0 and np.std(mine["acc"]) == 0:
+                assert math.isnan(cell["welch2_p"])
+            else:
+                p = stats.ttest_ind(mine["acc"].to_numpy(float), neve, equal_var=False).pvalue
+                assert cell["welch2_ref"] == "NeVe" and cell["welch2_p"] == pytest.approx(p, rel=1e-4)
+    out = results_build.aggregated["mnist1d-tuning-free"][1]
+    assert "epochs to target" in out and "p (Welch) vs NeVe" in out and "at NeVe's stop (epoch)" in out
+
+
 def test_unreadable_records_are_listed_not_averaged(results_build: Build, tmp_path: Path) -> None:
     runs_dir = tmp_path / "runs"
     planned = results_build.planned["fig5"]

@@ -154,3 +154,39 @@ def test_the_example_profile_loads_and_maps_to_sbatch_options() -> None:
     parameters = profile.executor_parameters(runs_per_job=1)
     assert parameters["partition"] == "gpu" and parameters["time"] == 240 and parameters["gpus_per_node"] == 1
     assert parameters["mem"] == "32GB" and "account" not in parameters
+
+
+def test_the_tuning_free_experiments_share_baseline_and_neve_with_table2() -> None:
+    for name, table2, blocks in (("mnist1d-tuning-free", "mnist1d-table2", ("MNIST-1D CNN", "MNIST-1D ResNet-1D")),
+                                 ("tuning-free", "table2", ("CIFAR-10 ResNet-32", "CIFAR-100 ResNet-32"))):
+        experiment = get_experiment(name)
+        assert experiment.kind == "table" and experiment.seeds == 10 and experiment.curves
+        assert experiment.target_margin == 0.5 and experiment.second_reference == "NeVe"
+        assert experiment.also_report == ("test_acc_at_neve_stop",)
+        runs = experiment.runs(10)
+        assert len(runs) == 2 * 8 * 10
+        assert list(dict.fromkeys(r.cell.block for r in runs)) == list(blocks)
+        assert [c.label for c in experiment.cells[:8]] == [
+            "Baseline", "NeVe", "schedule-free", "Prodigy", "Prodigy + cosine", "D-Adaptation (constant)",
+            "D-Adaptation (MultiStep)", "DoG"]
+        methods = {r.cell.label: r.config.method for r in runs}
+        assert methods == {"Baseline": "baseline", "NeVe": "neve", "schedule-free": "schedulefree",
+                           "Prodigy": "prodigy", "Prodigy + cosine": "prodigy-cosine",
+                           "D-Adaptation (constant)": "dadapt", "D-Adaptation (MultiStep)": "dadapt-multistep",
+                           "DoG": "dog"}
+        assert all(r.config.stop == "mark" for r in runs)  # NeVe's stop is marked; every method trains the budget
+        metrics = {r.cell.label: r.cell.metric for r in runs}
+        assert metrics.pop("NeVe") == "test_acc_at_neve_stop" and set(metrics.values()) == {"final_test_acc"}
+        # Baseline and NeVe are the very same runs (folders) as Table II's, seed by seed; the others are new.
+        shared = {r.name for r in runs if r.cell.label in ("Baseline", "NeVe")}
+        table2_runs = {(r.cell.block, r.cell.label, r.seed): r.name for r in get_experiment(table2).runs(10)}
+        assert shared == {n for (b, label, _), n in table2_runs.items()
+                          if b in blocks and label in ("Baseline", "NeVe")}
+        assert not ({r.name for r in runs} - shared) & set(table2_runs.values())
+    assert {r.config.fidelity for r in get_experiment("tuning-free").runs(1)} == {"code"}  # Table II's setting
+    assert {r.config.model for r in get_experiment("tuning-free").runs(1)} == {"resnet32"}
+
+
+def test_an_unknown_reported_field_is_refused() -> None:
+    with pytest.raises(ValueError, match="also_report"):
+        dataclasses.replace(get_experiment("mnist1d-tuning-free"), also_report=("test_acc_at_nowhere",))

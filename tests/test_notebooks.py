@@ -11,7 +11,8 @@ from nbclient import NotebookClient
 from results_pipeline import PIPELINE, Build
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-FIGURES = ("fig4a", "fig4b", "fig5", "fig6", "fig7", "fig8", "ablation-alpha-delta", "paper-vs-code", "demo")
+FIGURES = ("fig4a", "fig4b", "fig5", "fig6", "fig7", "fig8", "ablation-alpha-delta", "paper-vs-code", "demo",
+           "mnist1d-tuning-free")
 
 
 def test_one_notebook_per_figure() -> None:

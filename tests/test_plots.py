@@ -69,6 +69,27 @@ def test_figures_have_the_papers_axes(results_build: Build, figures: dict) -> No
     assert len(axes("demo")) == 3
 
 
+def test_the_performance_profile_is_drawn_from_the_runs_csv(results_build: Build, figures: dict) -> None:
+    from experiments.time_to_target import MAX_RATIO, performance_profile, performance_ratios, workload_times
+
+    runs = load_results("mnist1d-tuning-free", results_build.results_dir).finished_runs
+    panels = _axes(figures["mnist1d-tuning-free"])
+    assert len(panels) == 2
+    for ax, column in zip(panels, ("target_epoch", "target_seconds"), strict=True):
+        assert ax.get_xscale() == "log" and ax.get_xlim() == pytest.approx((1, MAX_RATIO))
+        assert "τ" in ax.get_xlabel() and "workloads" in ax.get_ylabel()
+        ratios = performance_ratios(workload_times(runs, column))
+        lines = ax.get_lines()
+        assert [line.get_label() for line in lines] == list(ratios.columns)  # one line per method, in table order
+        for line in lines:
+            taus, drawn = line.get_xdata(), line.get_ydata()
+            dodge = drawn[0] - performance_profile(ratios, [1.0])[line.get_label()].iloc[0]
+            assert abs(dodge) <= plots.PROFILE_DODGE * 4  # only the small offset that keeps lines apart
+            expected = performance_profile(ratios, taus)[line.get_label()].to_numpy()
+            assert drawn - dodge == pytest.approx(expected), line.get_label()
+    assert "epochs to target" in panels[0].get_title() and "wall time" in panels[1].get_title()
+
+
 def test_fig7_draws_the_velocity_on_training_and_validation_images(results_build: Build, figures: dict) -> None:
     epochs = load_results("fig7", results_build.results_dir).need_epochs()
     velocity, _ = _axes(figures["fig7"])

@@ -41,6 +41,8 @@ from experiments.results import (
     FINISHED,
     FLOAT_FORMAT,
     INTEGER,
+    METHOD_TIME_CELL_COLUMN,
+    METHOD_TIME_RUN_COLUMN,
     RUN_COLUMNS,
     Results,
     markdown,
@@ -173,14 +175,23 @@ def runs_table(data: Sequence[RunData], values: Sequence[str], varying: Sequence
             if value is None:
                 value, fallback = summary["final_test_acc"], True
             epoch_field = "epochs_run" if fallback else EPOCH_OF[run.cell.metric]
-            row |= {"acc": _percent(value), "acc_fallback": int(fallback), "metric_epoch": summary.get(epoch_field),
+            reported_epoch = summary.get(epoch_field)
+            row |= {"acc": _percent(value), "acc_fallback": int(fallback), "metric_epoch": reported_epoch,
                     **{name: _percent(summary.get(name)) for name in ACCURACIES},
                     **{name: summary.get(name) for name in EPOCH_OF.values()},
                     "lr_decay_epochs": " ".join(str(r["epoch"]) for r in item.records if r.get("lr_reduced")),
-                    "wall_seconds": summary.get("wall_seconds"), "diverged": int(bool(summary.get("diverged")))}
+                    "wall_seconds": summary.get("wall_seconds"), "diverged": int(bool(summary.get("diverged"))),
+                    METHOD_TIME_RUN_COLUMN: method_seconds(item.records, config.stop, reported_epoch)}
         rows.append(row)
     frame = pd.DataFrame(rows)
     return frame.reindex(columns=_ordered(frame.columns, values, varying, "runs"))
+
+
+def method_seconds(records: Sequence[dict[str, Any]], stop: str, reported_epoch: int | None) -> float:
+    """The wall seconds a method spends to the number it reports (``results.METHOD_TIME_RUN_COLUMN``): a
+    ``--stop mark`` run trains on past its marked stop, so only its records up to the reported epoch count."""
+    last = reported_epoch if stop == "mark" and reported_epoch is not None else math.inf
+    return sum(float(record["seconds"]) for record in records if int(record["epoch"]) <= last)
 
 
 def cells_table(runs: pd.DataFrame, cells: Sequence[Cell], values: Sequence[str], varying: Sequence[str],
@@ -211,6 +222,8 @@ def cells_table(runs: pd.DataFrame, cells: Sequence[Cell], values: Sequence[str]
                      "wall_hours_mean": done["wall_seconds"].astype(float).mean() / 3600 if len(done) else math.nan,
                      "paper_mean": paper_mean, "paper_std": paper_std, "diff": acc["mean"] - paper_mean,
                      "welch_ref": None, "welch_t": math.nan, "welch_p": math.nan,
+                     **({METHOD_TIME_CELL_COLUMN: done[METHOD_TIME_RUN_COLUMN].astype(float).mean()
+                         if len(done) else math.nan} if METHOD_TIME_RUN_COLUMN in runs.columns else {}),
                      **{column: value for name in also_report for column, value in _also(name, done).items()},
                      **(_time_to_target(done) if "target_epoch" in runs.columns else {})})
     frame = pd.DataFrame(rows)

@@ -50,6 +50,12 @@ CELL_COLUMNS = (
 TARGET_RUN_COLUMNS = ("target", "target_epoch", "target_seconds")
 #: Time to target, per cell: over the runs that reached it (``n_target`` of ``n``).
 TARGET_CELL_COLUMNS = ("target", "n_target", "target_epoch_mean", "target_epoch_std", "target_seconds_mean")
+#: The wall time a method spends to the number it reports, per run (``method_seconds``) and per cell (its mean,
+#: ``method_seconds_mean``): a ``--stop mark`` run's records up to the epoch it reports (a method that stops would
+#: end there; NeVe's marked stop), any other run's whole training (V.Loss and Label Wave train their patience
+#: past the model they keep). After the fixed columns; CSVs aggregated before it lack them.
+METHOD_TIME_RUN_COLUMN = "method_seconds"
+METHOD_TIME_CELL_COLUMN = "method_seconds_mean"
 #: ``NAME_epochs.csv``: these columns at least (then every record column the runs wrote).
 EPOCH_COLUMNS = ("block", "cell", "seed", "run", "epoch", "lr", "test_acc", "model_velocity", "lr_reduced",
                  "neve_stop")
@@ -62,7 +68,7 @@ DERIVED_COLUMNS = {
 NUMERIC = {"acc", "mean", "std", "n", "n_asked", "n_fallback", "n_no_stop", "seed", "epoch", "test_acc",
            "model_velocity", "epsilon", "epochs_mean", "epochs_std", "acc_mean", "acc_std", "metric_epoch",
            "budget_epochs", "paper_mean", "diff", "welch_p", "welch2_p", "target", "target_epoch", "target_seconds",
-           "n_target", "target_epoch_mean", "target_seconds_mean"}
+           "n_target", "target_epoch_mean", "target_seconds_mean", "method_seconds", "method_seconds_mean"}
 #: Columns of whole numbers (epochs, counts, flags), written without a decimal point even when some are empty.
 INTEGER = {"seed", "holdout_images", "budget_epochs", "acc_fallback", "metric_epoch", "epochs_run", "stop_epoch",
            "neve_stop_epoch", "kept_epoch", "best_val_epoch", "diverged", "n", "n_asked", "n_fallback", "n_no_stop",
@@ -192,7 +198,9 @@ def markdown(results: Results, kind: str = "table") -> str:
     values = results.values
     welch = kind == "table" and cells["welch_ref"].notna().any()
     paper = cells["paper_mean"].notna().any()
-    header = [*(_title(v) for v in values), "ours", "95% CI", "seeds", "epoch", *(("paper", "Δ") if paper else ())]
+    timed = METHOD_TIME_CELL_COLUMN in cells.columns
+    header = [*(_title(v) for v in values), "ours", "95% CI", "seeds", "epoch", *(("wall time",) if timed else ()),
+              *(("paper", "Δ") if paper else ())]
     also = [column.removesuffix("_mean") for column in cells.columns
             if column.endswith("_mean") and f"{column.removesuffix('_mean')}_n" in cells.columns]
     target = "target" in cells.columns
@@ -217,6 +225,7 @@ def markdown(results: Results, kind: str = "table") -> str:
             ci = "–" if math.isnan(row["ci_low"]) else f"[{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
             cols = [_cell_value(row[v]) for v in values]
             cols += [ours, ci, seeds, mean_std(row["metric_epoch_mean"], row["metric_epoch_std"], 0)]
+            cols += [duration(row[METHOD_TIME_CELL_COLUMN])] if timed else []
             if paper:
                 cols += [mean_std(row["paper_mean"], row["paper_std"]),
                          "–" if math.isnan(row["diff"]) else f"{row['diff']:+.2f}"]
@@ -230,6 +239,7 @@ def markdown(results: Results, kind: str = "table") -> str:
         out.append("")
     extra = [*([ALSO_NOTE] if "test_acc_at_neve_stop" in also else []), *([TARGET_NOTE] if target else []),
              *([SECOND_WELCH_NOTE] if second else [])]
+    extra += [METHOD_TIME_NOTE] if timed else []
     out += _notes(results, welch, paper, extra)
     if "epsilon" in results.derived:
         out += [*([""] if out[-1] else []), *epsilon_markdown(results)]
@@ -316,6 +326,9 @@ def _notes(results: Results, welch: bool, paper: bool, extra: Sequence[str] = ()
     return [f"- {note}" for note in notes] + [""] + unfinished_markdown(results)
 
 
+METHOD_TIME_NOTE = ("wall time: per run, the seconds the method spends to the number it reports (NeVe to its stop, "
+                    "V.Loss and Label Wave their whole run, patience included; the rest the whole budget), mean over "
+                    "seeds, on the machine that trained it.")
 ALSO_NOTE = ("at NeVe's stop: the row's test accuracy at the first epoch with V < ε, which every method records "
              "(mean ± std over the runs that got there, and that epoch's mean in brackets).")
 SECOND_WELCH_NOTE = "the last column tests each row the same way against the second reference row of its block."

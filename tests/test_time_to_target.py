@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from experiments.aggregate import RunData, add_time_to_target, cells_table
+from experiments.aggregate import RunData, add_time_to_target, cells_table, method_seconds
 from experiments.catalog import Cell, get_experiment
 from experiments.results import FINISHED, Results, markdown
 from experiments.time_to_target import (
@@ -31,6 +31,14 @@ def records(accs: list[float], seconds: float = 2.0) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------ one run
+def test_the_wall_time_a_method_spends_stops_at_a_marked_stop_only() -> None:
+    curve = [{**r, "seconds": s} for r, s in zip(records([0.5] * 5), (1.0, 2.0, 4.0, 8.0, 16.0), strict=True)]
+    assert method_seconds(curve, "mark", 3) == 7.0  # NeVe marked at epoch 3: a stopping run would end there
+    assert method_seconds(curve, "mark", 5) == 31.0  # the Baseline reports its last epoch
+    assert method_seconds(curve, "halt", 2) == 31.0  # V.Loss kept epoch 2 but trained its patience past it
+    assert method_seconds(curve, "none", None) == 31.0
+
+
 def test_the_first_epoch_at_or_above_the_target_and_the_seconds_up_to_it() -> None:
     curve = records([0.50, 0.80, 0.9049, 0.905, 0.96, 0.91])
     assert first_reaching(curve, 90.5) == (4, 8.0)  # 0.905 is exactly 90.5%: reached; 0.9049 is not

@@ -161,6 +161,21 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_records(tmp_path: Path, m
     assert summary_a["final_test_acc"] == summary_b["final_test_acc"]
 
 
+def test_a_killed_mnist1d_run_resumes_to_the_same_records(tmp_path: Path) -> None:
+    # The MNIST-1D tables' setting (the CNN, NeVe with its stop marked, fp32, one thread), cut to 8 epochs; the
+    # arrays are generated once into the shared data root, so both runs read the same cached file.
+    args = ["--dataset", "mnist1d", "--model", "mnist1d_cnn", "--method", "neve", "--stop", "mark", "--epochs", "8",
+            "--precision", "fp32", "--threads", "1", "--num-workers", "0", "--data-root", str(tmp_path / "data"),
+            "--wandb", "disabled", "--no-progress"]
+    _, killed = straight_and_resumed(args, tmp_path, epochs=8)
+
+    assert records_without_seconds(killed) == records_without_seconds(tmp_path / "straight")
+    summary_a = json.loads((tmp_path / "straight" / "summary.json").read_text())
+    summary_b = json.loads((killed / "summary.json").read_text())
+    assert {k: v for k, v in summary_a.items() if "seconds" not in k} == \
+        {k: v for k, v in summary_b.items() if "seconds" not in k}
+
+
 def test_bad_options_give_clear_errors_from_the_command_line(tmp_path: Path, capsys, monkeypatch) -> None:
     # In-process through main(): the same parser and validation as `python -m experiments.train`, without
     # starting a process (and importing torch) per case. main() drops an inherited WANDB_SERVICE.

@@ -104,6 +104,7 @@ class Experiment:
 
         def shrink(options: dict[str, Any]) -> dict[str, Any]:
             shrunk = {**options, **small}
+            shrunk.pop("data_options", None)  # a dataset's generator arguments (MNIST-1D's seed): none on digits
             if "aux_size" in options:
                 shrunk["aux_size"] = min(int(options["aux_size"]), MINIATURE_AUX_SIZE)
             return shrunk

@@ -97,6 +97,14 @@ def test_miniature_keeps_the_grid_on_digits() -> None:
     assert max(r.config.aux_size for r in runs) == catalog.MINIATURE_AUX_SIZE
 
 
+def test_every_experiment_has_a_miniature_rehearsal(tmp_path, capsys) -> None:
+    # Planned as the sweep plans it (options validated against digits): MNIST-1D's generator seed, say, is dropped.
+    for name in catalog.experiment_names():
+        code = sweep_main([name, "--miniature", "--dry-run", "--seeds", "1", "--executor", "local",
+                           "--runs-dir", str(tmp_path)])
+        assert code == 0, (name, capsys.readouterr().err)
+
+
 def test_only_selects_by_config_field_or_cell_value() -> None:
     runs = plan("table2", seeds=2)
     assert {r.config.dataset for r in select(runs, ["dataset=cifar10"])} == {"cifar10"}
@@ -190,3 +198,95 @@ def test_the_tuning_free_experiments_share_baseline_and_neve_with_table2() -> No
 def test_an_unknown_reported_field_is_refused() -> None:
     with pytest.raises(ValueError, match="also_report"):
         dataclasses.replace(get_experiment("mnist1d-tuning-free"), also_report=("test_acc_at_nowhere",))
+
+
+# ------------------------------------------------------------------------------------------ MNIST-1D
+MNIST1D_EXPERIMENTS = ("mnist1d-published", "mnist1d-tuning", "mnist1d-table2", "mnist1d-demo", "mnist1d-table2-code",
+                       "mnist1d-table1", "mnist1d-fig4a", "mnist1d-fig6", "mnist1d-tuning-free")
+
+
+def mnist1d_runs(name: str, seeds: int = 10) -> dict[tuple[str, str, int], catalog.PlannedRun]:
+    return {(r.cell.block, r.cell.label, r.seed): r for r in get_experiment(name).runs(seeds)}
+
+
+def test_every_mnist1d_run_trains_on_mnist1d_in_fp32_on_one_thread_with_the_papers_neve() -> None:
+    for name in MNIST1D_EXPERIMENTS:
+        for run in get_experiment(name).runs(1):
+            config = run.config
+            assert config.dataset == "mnist1d" and config.model in ("mnist1d_cnn", "mnist1d_mlp", "mnist1d_resnet")
+            assert (config.precision, config.threads, config.num_workers) == ("fp32", 1, 0), name
+            # The paper's NeVe settings, in every run (each records the velocity and NeVe's stop marker).
+            assert (config.epsilon, config.alpha, config.mu, config.aux, config.aux_size) == (
+                1e-3, 0.5, 0.5, "gaussian", 100), name
+            assert config.batch_size == 100 and config.epochs == 200, name
+
+
+def test_the_external_check_trains_the_published_recipe_in_the_published_order() -> None:
+    runs = mnist1d_runs("mnist1d-published", 1)
+    assert {(label, r.config.model, r.config.train_order) for (_, label, _), r in runs.items()} == {
+        ("Baseline CNN (published recipe)", "mnist1d_cnn", "fixed"),
+        ("Baseline MLP (published recipe)", "mnist1d_mlp", "fixed"),
+        ("Baseline CNN, reshuffled every epoch", "mnist1d_cnn", "shuffle")}
+    for run in runs.values():
+        c = run.config
+        assert (c.method, c.optimizer, c.lr, c.weight_decay, c.milestones) == ("baseline", "adam", 1e-2, 0.0, ())
+        assert c.data_options in ({}, None) or "seed" not in c.data_options  # the published test set (seed 42)
+    papers = {r.cell.label: r.cell.paper[0] for r in runs.values()}
+    assert papers["Baseline CNN (published recipe)"] == 94.0 and papers["Baseline MLP (published recipe)"] == 68.0
+
+
+def test_settings_are_chosen_on_a_tuning_set_drawn_with_another_generator_seed() -> None:
+    runs = get_experiment("mnist1d-tuning").runs(2)
+    assert {r.config.data_options["seed"] for r in runs} == {43}  # never the published 42
+    assert {r.config.lr for r in runs} == set(catalog.MNIST1D_TUNING_LRS)
+    # Nothing else trains on the tuning set.
+    for name in set(MNIST1D_EXPERIMENTS) - {"mnist1d-tuning"}:
+        assert all("seed" not in (r.config.data_options or {}) for r in get_experiment(name).runs(1)), name
+
+
+def test_mnist1d_table2_is_the_papers_protocol_for_both_networks() -> None:
+    runs = mnist1d_runs("mnist1d-table2")
+    assert len(runs) == 2 * 4 * 10
+    assert {(b, label) for b, label, _ in runs} == {
+        (block, label) for block in ("MNIST-1D CNN", "MNIST-1D ResNet-1D")
+        for label in ("Baseline", "V.Loss 30%", "V.Loss 10%", "NeVe")}
+    for (block, label, _), run in runs.items():
+        c = run.config
+        assert c.model == ("mnist1d_cnn" if "CNN" in block else "mnist1d_resnet")
+        assert (c.optimizer, c.lr, c.momentum, c.weight_decay) == ("sgd", 0.1, 0.9, 5e-4)
+        assert c.fidelity == "paper" and c.train_order == "shuffle"
+        if label == "Baseline":
+            assert c.milestones == (80, 120) and c.stop == "mark"  # x0.1 at 40% and 60% of 200 epochs
+        if label.startswith("V.Loss"):
+            assert c.holdout == {"V.Loss 30%": 0.3, "V.Loss 10%": 0.1}[label] and c.stop == "halt"
+        if label == "NeVe":
+            assert c.method == "neve" and c.patience == 10 and c.stop == "mark"
+            assert run.cell.metric == "test_acc_at_neve_stop"
+
+
+def test_the_mnist1d_experiments_share_table2s_runs_instead_of_training_them_again() -> None:
+    table2 = mnist1d_runs("mnist1d-table2")
+    cnn = {key: r.name for key, r in table2.items() if key[0] == "MNIST-1D CNN"}
+    # make demo: exactly Table II's CNN runs at seeds 0-4.
+    assert {r.name for r in get_experiment("mnist1d-demo").runs()} == {n for (_, _, s), n in cnn.items() if s < 5}
+    # Fig. 6 trains nothing: all its runs are Table II's NeVe runs, one line per network.
+    fig6 = get_experiment("mnist1d-fig6").runs(10)
+    assert {r.name for r in fig6} == {r.name for (_, label, _), r in table2.items() if label == "NeVe"}
+    # Table I's NeVe (δ=10) is Table II's CNN NeVe; the others are new.
+    table1 = mnist1d_runs("mnist1d-table1")
+    neve10 = {r.name for (_, label, _), r in table1.items() if label == "NeVe (δ=10)"}
+    assert neve10 == {n for (_, label, _), n in cnn.items() if label == "NeVe"}
+    assert not ({r.name for r in table1.values()} - neve10) & set(cnn.values())
+    lw = [r for (_, label, _), r in table1.items() if label.startswith("Label Wave")]
+    assert {r.config.label_noise for r in lw} == {0.4} and {r.config.patience for r in lw} == {5, 10}
+    # Fig. 4a: 10% and 30% hold-outs, NeVe and the Baseline are Table II's; 2%, 5% and 20% are new.
+    fig4a = mnist1d_runs("mnist1d-fig4a")
+    holdouts = sorted({r.config.holdout for r in fig4a.values() if r.config.method == "vloss"})
+    assert holdouts == [0.02, 0.05, 0.1, 0.2, 0.3]
+    shared = {r.name for r in fig4a.values()} & set(cnn.values())
+    assert shared == {n for (_, label, _), n in cnn.items()}  # all four Table II CNN rows
+    # The code fidelity: the same grid, each run its own (the authors' velocity and plateau rule).
+    code = get_experiment("mnist1d-table2-code").runs(10)
+    assert {r.config.fidelity for r in code} == {"code"} and len(code) == 40
+    assert not {r.name for r in code} & set(cnn.values())
+    assert sorted((r.cell.label, r.seed) for r in code) == sorted((label, s) for (_, label, s) in cnn)

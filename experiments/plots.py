@@ -282,6 +282,10 @@ def _zero_nan(value: float) -> float:
 
 
 # ----------------------------------------------------------------------------------------------- Fig. 4
+#: What one training example of a dataset is called on an axis (MNIST-1D's are sequences, not images).
+UNITS = {"mnist1d": "sequences"}
+
+
 @styled
 def plot_fig4a(results: Results) -> Figure:
     """Fig. 4a: V.Loss accuracy against the training images it moves to validation; NeVe and the Baseline hold
@@ -306,7 +310,7 @@ def plot_fig4a(results: Results) -> Figure:
             ax.fill_between(span, cell["mean"] - cell["std"], cell["mean"] + cell["std"], color=color, alpha=0.12,
                             linewidth=0)
     fallback = fallback_points(ax, cells, "holdout_images", BLUE)
-    ax.set_xlabel("training images moved to validation")
+    ax.set_xlabel(f"training {UNITS.get(str(cells['dataset'].iloc[0]), 'images')} moved to validation")
     ax.set_ylabel("test accuracy (%)")
     ax.set_xlim(left=0)
     ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
@@ -361,13 +365,15 @@ def plot_fig5(results: Results) -> Figure:
 # ----------------------------------------------------------------------------------------------- Fig. 6
 @styled
 def plot_fig6(results: Results) -> Figure:
-    """Fig. 6: epochs to NeVe's stop (a) and the test accuracy there (b) against ε (log axis), per aux type."""
+    """Fig. 6: epochs to NeVe's stop (a) and the test accuracy there (b) against ε (log axis), per aux type
+    (MNIST-1D: per network)."""
     table = results.need_derived("epsilon")
     figure, axes = new_figure(2)
     budget = results.cells["budget_epochs"].max()
     default_epsilon = results.cells["epsilon"].iloc[0]
     notes = []
-    for index, (aux, rows) in enumerate(table.groupby("aux", sort=False)):
+    group = "aux" if "aux" in table.columns else next(v for v in results.values if v in table.columns)
+    for index, (aux, rows) in enumerate(table.groupby(group, sort=False)):
         color = color_of(str(aux), SET_COLORS, index)
         rows = rows.sort_values("epsilon")
         for ax, column in zip(axes, ("epochs", "acc"), strict=True):
@@ -522,14 +528,37 @@ def plot_paper_vs_code(results: Results) -> Figure:
 # ------------------------------------------------------------------------------------------------ demo
 @styled
 def plot_demo(results: Results) -> Figure:
-    """The demo: velocity (a), test accuracy (b) and learning rate (c) over epochs per method; in (b) each
-    run's reported epoch (NeVe's stop, V.Loss's kept model, the end) is a cross, in (c) each lr decay is a
-    step and a tick."""
+    """The demo and Table II's curves: velocity (a), test accuracy (b) and learning rate (c) over epochs per
+    method, one row of panels per block (MNIST-1D's CNN and ResNet-1D); in (b) each run's reported epoch (NeVe's
+    stop, V.Loss's kept model, the end) is a cross, in (c) each lr decay is a step and a tick."""
     epochs, runs = results.need_epochs(), results.finished_runs.drop_duplicates("run")
-    figure, axes = new_figure(3, height=3.1, width=WIDTH * 1.3)
+    blocks = list(dict.fromkeys(results.cells["block"].fillna("")))
+    if "block" in epochs and len(blocks) > 1:  # a block with no finished run yet gets no empty row
+        trained = set(epochs["block"].fillna(""))
+        blocks = [block for block in blocks if block in trained] or blocks[:1]
+    figure = Figure(figsize=(WIDTH * 1.3, 0.4 + 2.7 * len(blocks)), layout="constrained")
+    rows = figure.subplots(len(blocks), 3, squeeze=False)
+    methods: list[str] = []
+    for block, axes in zip(blocks, rows, strict=True):
+        mine = epochs[epochs["block"].fillna("") == block] if "block" in epochs else epochs
+        methods = list(dict.fromkeys([*methods, *demo_row(axes, mine, runs[runs["block"].fillna("") == block],
+                                                          results.cells)]))
+        if len(blocks) > 1:
+            title_panels(axes, [f"{block}: {t}" for t in ("(a) velocity", "(b) test accuracy", "(c) lr per seed")])
+        else:
+            title_panels(axes, ("(a) velocity", "(b) test accuracy", "(c) learning rate, one line per seed"))
+    extra = [Line2D([], [], marker="X", color=GREY, linestyle="none", label="reported epoch (per seed)"),
+             Line2D([], [], marker="v", color=GREY, linestyle="none", label="lr decay (per seed)")]
+    bottom_legend(figure, rows[0][0], extra, ncols=len(methods) + 3,
+                  notes=[seed_label(results.runs), GEOMETRIC_NOTE])
+    return figure
+
+
+def demo_row(axes: Sequence[Axes], epochs: pd.DataFrame, runs: pd.DataFrame, cells: pd.DataFrame) -> list[str]:
+    """One block's three panels of :func:`plot_demo`; returns its methods."""
     methods = curves(axes[0], epochs, "model_velocity", "method")
     curves(axes[1], epochs, "test_acc", "method")
-    velocity_axis(axes[0], results.cells)
+    velocity_axis(axes[0], cells)
     for index, method in enumerate(methods):
         color = color_of(method, index=index)
         mine = runs[runs["method"].astype(str) == method]
@@ -543,12 +572,7 @@ def plot_demo(results: Results) -> Figure:
     axes[1].set_ylabel("test accuracy (%)")
     axes[2].set_yscale("log")
     axes[2].set_ylabel("learning rate (log scale)")
-    title_panels(axes, ("(a) velocity", "(b) test accuracy", "(c) learning rate, one line per seed"))
-    extra = [Line2D([], [], marker="X", color=GREY, linestyle="none", label="reported epoch (per seed)"),
-             Line2D([], [], marker="v", color=GREY, linestyle="none", label="lr decay (per seed)")]
-    bottom_legend(figure, axes[0], extra, ncols=len(methods) + 3,
-                  notes=[seed_label(results.runs), GEOMETRIC_NOTE])
-    return figure
+    return methods
 
 
 # ------------------------------------------------------------------------------------ performance profile

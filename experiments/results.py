@@ -363,6 +363,8 @@ def _cell_value(value: object) -> str:
 # ---------------------------------------------------------------------------------------------- notebooks
 #: The ``make`` target of each experiment, where it differs from its name.
 MAKE_TARGETS = {"ablation-alpha-delta": "ablation"}
+#: Experiments a make target trains offline on a CPU.
+CPU_MAKE_TARGETS = {"mnist1d-demo": "demo", "demo": "demo-digits"}
 
 
 def notebook_results(name: str, results_dir: str | Path | None = None, root: str | Path = "../results") -> Path:
@@ -382,8 +384,15 @@ def notebook_results(name: str, results_dir: str | Path | None = None, root: str
               "(digits, ResNet-8, a few epochs: the layout is the experiment's, the numbers mean nothing).")
         return rehearsal
     target = MAKE_TARGETS.get(name, name)
-    if name in ("demo", "paper-vs-code-demo"):
-        print(f"No results of {name} in {root} yet. Make them offline on a CPU: make demo (from the repo root).")
+    if name in CPU_MAKE_TARGETS:
+        print(f"No results of {name} in {root} yet. Make them offline on a CPU: make {CPU_MAKE_TARGETS[name]} "
+              "(from the repo root).")
+        return root
+    if name.startswith("mnist1d-") or name == "paper-vs-code-demo":  # trained on a CPU, for real, in minutes
+        print(f"No results of {name} in {root} yet. Make them on a CPU, from the repo root:\n"
+              f"    python -m experiments.sweep {name} --executor local --jobs 2\n"
+              f"    python -m experiments.aggregate {name}\n"
+              f"    python -m experiments.plots {name}")
         return root
     print(f"No results of {name} in {root} yet. Make them from the repo root, either\n"
           f"  on a GPU cluster:  make {target} EXECUTOR=slurm CLUSTER=<profile in slurm/> SEEDS=10\n"

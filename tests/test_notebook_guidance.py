@@ -43,3 +43,13 @@ def test_the_rehearsal_is_offered_labelled_and_real_results_win(tmp_path: Path, 
     (root / "fig5.csv").write_text("")
     assert notebook_results("fig5", root=root) == root and capsys.readouterr().out == ""
     assert notebook_results("fig5", tmp_path / "elsewhere", root=root) == tmp_path / "elsewhere"
+
+
+def test_cpu_experiments_say_how_to_train_them_for_real(tmp_path: Path, capsys) -> None:
+    for name, commands in (("mnist1d-demo", ["make demo "]), ("demo", ["make demo-digits"]),
+                           ("mnist1d-table2", ["python -m experiments.sweep mnist1d-table2 --executor local",
+                                               "python -m experiments.aggregate mnist1d-table2",
+                                               "python -m experiments.plots mnist1d-table2"])):
+        assert notebook_results(name, root=tmp_path) == tmp_path
+        out = capsys.readouterr().out
+        assert all(command in out for command in commands) and "--miniature" not in out, (name, out)

@@ -67,6 +67,16 @@ def test_figures_have_the_papers_axes(results_build: Build, figures: dict) -> No
     assert sorted(vloss.lines[0].get_xdata()) == held  # x = images held out (fraction x 1,497 training images)
     assert len(axes("table2")) == 4  # one panel per block
     assert len(axes("demo")) == 3
+    # MNIST-1D: Table II's curves one row per network, Fig. 6 one line per network, Fig. 4a in sequences.
+    table2 = axes("mnist1d-table2")
+    assert len(table2) == 6 and [ax.get_title().split(":")[0] for ax in table2[::3]] == [
+        "MNIST-1D CNN", "MNIST-1D ResNet-1D"]
+    epochs_panel, _ = axes("mnist1d-fig6")
+    assert {line.get_label() for line in epochs_panel.get_lines()} >= {"CNN", "ResNet-1D"}
+    assert axes("mnist1d-fig4a")[0].get_xlabel() == "training images moved to validation"  # miniature: digits
+    real = load_results("mnist1d-fig4a", results_build.results_dir)
+    real.cells["dataset"] = "mnist1d"
+    assert _axes(plots.plot("mnist1d-fig4a", real))[0].get_xlabel() == "training sequences moved to validation"
 
 
 def test_the_performance_profile_is_drawn_from_the_runs_csv(results_build: Build, figures: dict) -> None:

@@ -48,6 +48,7 @@ PIPELINE: tuple[tuple[str, int, tuple[str, ...]], ...] = (
     ("mnist1d-fig6", 1, ()),
     ("mnist1d-table1", 2, ("cell=Ultimate Optimizer", "cell=Label Wave (δ=5)", "cell=NeVe (δ=10)")),
     ("mnist1d-published", 1, ()),
+    ("mnist1d-table2-code", 1, ()),
 )
 #: The run made to fail: Table II's (and Fig. 4a's) V.Loss 30% at seed 1.
 BROKEN = ("table2", "V.Loss 30%", 1)

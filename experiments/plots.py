@@ -531,7 +531,8 @@ def plot_demo(results: Results) -> Figure:
     """The demo and Table II's curves: velocity (a), test accuracy (b) and learning rate (c) over epochs per
     method, one row of panels per block (MNIST-1D's CNN and ResNet-1D); in (b) each run's reported epoch (NeVe's
     stop, V.Loss's kept model, the end) is a cross, in (c) each lr decay is a step and a tick."""
-    epochs, runs = results.need_epochs(), results.finished_runs.drop_duplicates("run")
+    # One row per (block, run): blocks that share a run folder (the miniature's networks) each keep its crosses.
+    epochs, runs = results.need_epochs(), results.finished_runs.drop_duplicates(["block", "run"])
     blocks = list(dict.fromkeys(results.cells["block"].fillna("")))
     if "block" in epochs and len(blocks) > 1:  # a block with no finished run yet gets no empty row
         trained = set(epochs["block"].fillna(""))

@@ -11,6 +11,7 @@ from pathlib import Path
 import matplotlib.image
 import pandas as pd
 import pytest
+from matplotlib.collections import PathCollection
 from results_pipeline import PIPELINE, Build, call
 
 from experiments import aggregate, plots
@@ -71,6 +72,10 @@ def test_figures_have_the_papers_axes(results_build: Build, figures: dict) -> No
     table2 = axes("mnist1d-table2")
     assert len(table2) == 6 and [ax.get_title().split(":")[0] for ax in table2[::3]] == [
         "MNIST-1D CNN", "MNIST-1D ResNet-1D"]
+    # Each row marks its own runs' reported epochs (in the miniature both networks read the same run folders).
+    crosses = [sum(len(c.get_offsets()) for c in ax.collections if isinstance(c, PathCollection))
+               for ax in table2[1::3]]
+    assert crosses[0] > 0 and crosses[0] == crosses[1]
     epochs_panel, _ = axes("mnist1d-fig6")
     assert {line.get_label() for line in epochs_panel.get_lines()} >= {"CNN", "ResNet-1D"}
     assert axes("mnist1d-fig4a")[0].get_xlabel() == "training images moved to validation"  # miniature: digits

@@ -238,8 +238,7 @@ def markdown(results: Results, kind: str = "table") -> str:
             out.append("| " + " | ".join(cols) + " |")
         out.append("")
     extra = [*([ALSO_NOTE] if "test_acc_at_neve_stop" in also else []), *([TARGET_NOTE] if target else []),
-             *([SECOND_WELCH_NOTE] if second else [])]
-    extra += [METHOD_TIME_NOTE] if timed else []
+             *([SECOND_WELCH_NOTE] if second else []), *([METHOD_TIME_NOTE] if timed else [])]
     out += _notes(results, welch, paper, extra)
     if "epsilon" in results.derived:
         out += [*([""] if out[-1] else []), *epsilon_markdown(results)]

@@ -224,10 +224,13 @@ FALLBACK_NOTE = "○ some runs never reached V < ε: their final accuracy is use
 
 
 def seed_label(runs: pd.DataFrame) -> str:
+    """How many seeds each number averages; one seed has no spread to show (no bar is drawn)."""
     seeds = runs[runs["state"] == FINISHED].groupby(["block", "cell"])["seed"].nunique()
     low, high = (int(seeds.min()), int(seeds.max())) if len(seeds) else (0, 0)
+    if high == 1:
+        return "one seed: no spread"
     count = f"{low}" if low == high else f"{low}–{high}"
-    return f"mean ± std over {count} seed{'' if high == 1 else 's'}"
+    return f"mean ± std over {count} seeds"
 
 
 # ----------------------------------------------------------------------------------------------- tables

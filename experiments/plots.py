@@ -116,14 +116,14 @@ def seed_stats(frame: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     return stats_frame.reset_index()
 
 
-def mean_band(ax: Axes, stats_frame: pd.DataFrame, x: str, color: str, label: str, *, marker: str | None = None,
-              linestyle: str = "-") -> None:
-    """A mean line with a band from ``low`` to ``high`` (or ``mean`` ± ``std``) over seeds."""
+def mean_band(ax: Axes, stats_frame: pd.DataFrame, x: str, color: str, label: str, **line: Any) -> None:
+    """A mean line (``line``: its marker, linestyle, ...) with a band from ``low`` to ``high`` (or ``mean`` ±
+    ``std``) over seeds."""
     if "low" not in stats_frame:
         stats_frame = stats_frame.assign(low=stats_frame["mean"] - stats_frame["std"],
                                          high=stats_frame["mean"] + stats_frame["std"])
     xs, mean = stats_frame[x].to_numpy(float), stats_frame["mean"].to_numpy(float)
-    ax.plot(xs, mean, color=color, label=label, marker=marker, linestyle=linestyle)
+    ax.plot(xs, mean, color=color, label=label, **line)
     band = stats_frame[["low", "high"]].notna().all(axis=1).to_numpy()
     if band.any():
         ax.fill_between(xs, stats_frame["low"].fillna(stats_frame["mean"]).to_numpy(float),
@@ -224,10 +224,13 @@ FALLBACK_NOTE = "○ some runs never reached V < ε: their final accuracy is use
 
 
 def seed_label(runs: pd.DataFrame) -> str:
+    """How many seeds each number averages; one seed has no spread to show (no bar is drawn)."""
     seeds = runs[runs["state"] == FINISHED].groupby(["block", "cell"])["seed"].nunique()
     low, high = (int(seeds.min()), int(seeds.max())) if len(seeds) else (0, 0)
+    if high == 1:
+        return "one seed: no spread"
     count = f"{low}" if low == high else f"{low}–{high}"
-    return f"mean ± std over {count} seed{'' if high == 1 else 's'}"
+    return f"mean ± std over {count} seeds"
 
 
 # ----------------------------------------------------------------------------------------------- tables
@@ -248,9 +251,12 @@ def plot_table(results: Results) -> Figure:
         ax.set_title(block or results.name)
     extra = [Line2D([], [], marker="o", color=GREY, linestyle="none", label=f"ours ({seed_label(results.runs)})"),
              Line2D([], [], marker="o", color=GREY, alpha=0.6, markersize=3, linestyle="none", label="one seed")]
-    if cells["paper_mean"].notna().any():
+    paper = cells[cells["paper_mean"].notna()]
+    if len(paper):
+        given = paper["paper_std"].notna()
+        spread = "mean ± std" if given.all() else "no spread given" if not given.any() else "± std where given"
         extra.append(Line2D([], [], marker="D", markerfacecolor="white", color=BLACK, linestyle="none",
-                            label="paper (mean ± std)"))
+                            label=f"paper ({spread})"))
     if (cells["n_fallback"] > 0).any():
         extra.append(Line2D([], [], marker="o", markerfacecolor="none", color=GREY, markersize=7, linestyle="none",
                             label="final accuracy used (no stop)"))
@@ -265,11 +271,11 @@ def table_panel(ax: Axes, cells: pd.DataFrame, runs: pd.DataFrame) -> None:
         color = color_of(cell["cell"])
         seeds = runs[runs["cell"] == cell["cell"]]["acc"]
         ax.scatter(seeds, np.full(len(seeds), y - 0.36), s=10, color=color, alpha=0.6, linewidths=0)
-        ax.errorbar(cell["mean"], y - 0.15, xerr=_zero_nan(cell["std"]), fmt="o", color=color, capsize=2.5)
+        ax.errorbar(cell["mean"], y - 0.15, xerr=_spread(cell["std"]), fmt="o", color=color, capsize=2.5)
         if cell["n_fallback"] > 0:
             ax.scatter([cell["mean"]], [y - 0.15], s=60, facecolors="none", edgecolors=color, linewidths=1.1)
         if not math.isnan(cell["paper_mean"]):
-            ax.errorbar(cell["paper_mean"], y + 0.15, xerr=_zero_nan(cell["paper_std"]), fmt="D",
+            ax.errorbar(cell["paper_mean"], y + 0.15, xerr=_spread(cell["paper_std"]), fmt="D",
                         markerfacecolor="white", color=BLACK, capsize=2.5, markersize=4)
     ax.set_yticks(ys, labels)
     ax.set_ylim(-0.6, len(labels) - 0.4)
@@ -277,8 +283,9 @@ def table_panel(ax: Axes, cells: pd.DataFrame, runs: pd.DataFrame) -> None:
     ax.grid(axis="y", visible=False)
 
 
-def _zero_nan(value: float) -> float:
-    return 0.0 if value is None or math.isnan(value) else float(value)
+def _spread(value: float) -> float | None:
+    """An error bar's half-width, or no bar: a spread nobody measured (one seed, a paper without std) is not 0."""
+    return None if value is None or math.isnan(value) else float(value)
 
 
 # ----------------------------------------------------------------------------------------------- Fig. 4
@@ -310,13 +317,30 @@ def plot_fig4a(results: Results) -> Figure:
             ax.fill_between(span, cell["mean"] - cell["std"], cell["mean"] + cell["std"], color=color, alpha=0.12,
                             linewidth=0)
     fallback = fallback_points(ax, cells, "holdout_images", BLUE)
-    ax.set_xlabel(f"training {UNITS.get(str(cells['dataset'].iloc[0]), 'images')} moved to validation")
+    unit = UNITS.get(str(cells["dataset"].iloc[0]), "images")
+    ax.set_xlabel(f"training {unit} moved to validation")
     ax.set_ylabel("test accuracy (%)")
     ax.set_xlim(left=0)
     ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    size = training_set_size(cells)
+    if size:  # the same axis as a share of the training set: comparable across datasets of any size
+        top = ax.secondary_xaxis("top", functions=(lambda n: 100 * n / size, lambda p: p * size / 100))
+        top.set_xlabel(f"% of the {size:,} training {unit} moved")
     bottom_legend(figure, ax, ncols=1,
                   notes=[seed_label(results.runs), *([FALLBACK_NOTE] if fallback else [])])
     return figure
+
+
+def training_set_size(cells: pd.DataFrame) -> int | None:
+    """The training set's size, read back from the cells as examples held out / fraction held out at the largest
+    holdout (where the rounding of the count matters least); None where no cell holds anything out."""
+    if "holdout" not in cells.columns:
+        return None
+    held = cells[(cells["holdout"] > 0) & (cells["holdout_images"] > 0)]
+    if held.empty:
+        return None
+    most = held.loc[held["holdout_images"].idxmax()]
+    return round(most["holdout_images"] / most["holdout"])
 
 
 @styled
@@ -376,12 +400,15 @@ def plot_fig6(results: Results) -> Figure:
     for index, (aux, rows) in enumerate(table.groupby(group, sort=False)):
         color = color_of(str(aux), SET_COLORS, index)
         rows = rows.sort_values("epsilon")
+        # Each later line dashed and smaller-marked: lines with equal numbers stay visible one over the other.
+        size = max(1.0 - 0.3 * index, 0.4)
         for ax, column in zip(axes, ("epochs", "acc"), strict=True):
             mean_band(ax, rows.rename(columns={f"{column}_mean": "mean", f"{column}_std": "std"}), "epsilon", color,
-                      AUX_NAMES.get(str(aux), str(aux)), marker="o")
+                      AUX_NAMES.get(str(aux), str(aux)), marker="o", markersize=STYLE["lines.markersize"] * size,
+                      linestyle=("-", "--", ":", "-.")[index % 4])
             none = rows[rows["n_no_stop"] > 0]
-            ax.scatter(none["epsilon"], none[f"{column}_mean"], s=46, facecolors="white", edgecolors=color,
-                       linewidths=1.2, zorder=4)
+            ax.scatter(none["epsilon"], none[f"{column}_mean"], s=46 * size ** 2, facecolors="white",
+                       edgecolors=color, linewidths=1.2, zorder=4 + index)
         if (rows["n_no_stop"] > 0).any():
             notes.append(f"{AUX_NAMES.get(str(aux), aux)}: no stop within the budget at "
                          f"ε ≤ {rows[rows['n_no_stop'] > 0]['epsilon'].max():g} in some runs")
@@ -508,7 +535,7 @@ def plot_paper_vs_code(results: Results) -> Figure:
         color = color_of(str(cell["setting"]), SETTING_COLORS, index)
         seeds = runs[runs["setting"] == cell["setting"]]["acc"]
         axes[0].scatter(seeds, np.full(len(seeds), y), s=10, color=color, alpha=0.4, linewidths=0)
-        axes[0].errorbar(cell["mean"], y, xerr=_zero_nan(cell["std"]), fmt="o", color=color, capsize=2.5)
+        axes[0].errorbar(cell["mean"], y, xerr=_spread(cell["std"]), fmt="o", color=color, capsize=2.5)
         if cell["n_fallback"] > 0:
             axes[0].scatter([cell["mean"]], [y], s=60, facecolors="none", edgecolors=color, linewidths=1.1)
     axes[0].set_yticks(ys, labels)
@@ -530,8 +557,10 @@ def plot_paper_vs_code(results: Results) -> Figure:
 def plot_demo(results: Results) -> Figure:
     """The demo and Table II's curves: velocity (a), test accuracy (b) and learning rate (c) over epochs per
     method, one row of panels per block (MNIST-1D's CNN and ResNet-1D); in (b) each run's reported epoch (NeVe's
-    stop, V.Loss's kept model, the end) is a cross, in (c) each lr decay is a step and a tick."""
-    # One row per (block, run): blocks that share a run folder (the miniature's networks) each keep its crosses.
+    stop, V.Loss's kept model, the end) is a cross, in (c) each lr decay is a step and a tick. (b)'s y axis leaves
+    out the first climb from chance (:data:`ZOOM_AFTER`): on a 20-100% axis the methods' differences, a point or
+    two, would be a line's width."""
+    # One row per (block, run): blocks may share a run folder (the miniature's do), and each row needs its crosses.
     epochs, runs = results.need_epochs(), results.finished_runs.drop_duplicates(["block", "run"])
     blocks = list(dict.fromkeys(results.cells["block"].fillna("")))
     if "block" in epochs and len(blocks) > 1:  # a block with no finished run yet gets no empty row
@@ -540,10 +569,12 @@ def plot_demo(results: Results) -> Figure:
     figure = Figure(figsize=(WIDTH * 1.3, 0.4 + 2.7 * len(blocks)), layout="constrained")
     rows = figure.subplots(len(blocks), 3, squeeze=False)
     methods: list[str] = []
+    zoomed = False
     for block, axes in zip(blocks, rows, strict=True):
         mine = epochs[epochs["block"].fillna("") == block] if "block" in epochs else epochs
-        methods = list(dict.fromkeys([*methods, *demo_row(axes, mine, runs[runs["block"].fillna("") == block],
-                                                          results.cells)]))
+        theirs = runs[runs["block"].fillna("") == block]
+        methods = list(dict.fromkeys([*methods, *demo_row(axes, mine, theirs, results.cells)]))
+        zoomed |= zoom_past_the_climb(axes[1], mine, theirs)
         if len(blocks) > 1:
             title_panels(axes, [f"{block}: {t}" for t in ("(a) velocity", "(b) test accuracy", "(c) lr per seed")])
         else:
@@ -551,8 +582,28 @@ def plot_demo(results: Results) -> Figure:
     extra = [Line2D([], [], marker="X", color=GREY, linestyle="none", label="reported epoch (per seed)"),
              Line2D([], [], marker="v", color=GREY, linestyle="none", label="lr decay (per seed)")]
     bottom_legend(figure, rows[0][0], extra, ncols=len(methods) + 3,
-                  notes=[seed_label(results.runs), GEOMETRIC_NOTE])
+                  notes=[seed_label(results.runs), GEOMETRIC_NOTE,
+                         *([f"(b): y axis fitted to the epochs after the first {ZOOM_AFTER:.0%} of them and the "
+                            "reported accuracies (the first epochs climb from below it)"] if zoomed else [])])
     return figure
+
+
+#: The share of the budget (b)'s y axis leaves out: the first climb from chance.
+ZOOM_AFTER = 0.2
+
+
+def zoom_past_the_climb(ax: Axes, epochs: pd.DataFrame, runs: pd.DataFrame) -> bool:
+    """Fit ``ax``'s y axis to the mean accuracies after :data:`ZOOM_AFTER` of the epochs and the crosses;
+    whether that leaves some of the curves below the panel."""
+    means = epochs.groupby(["method", "epoch"])["test_acc"].mean().dropna()
+    late = means[means.index.get_level_values("epoch") > ZOOM_AFTER * epochs["epoch"].max()]
+    values = pd.concat([late, runs["acc"]]).dropna()
+    if values.empty:
+        return False
+    low, high = values.min(), values.max()
+    pad = 0.1 * (high - low) or 0.5
+    ax.set_ylim(low - pad, high + pad)
+    return bool(means.min() < low - pad)
 
 
 def demo_row(axes: Sequence[Axes], epochs: pd.DataFrame, runs: pd.DataFrame, cells: pd.DataFrame) -> list[str]:

@@ -44,11 +44,13 @@ PIPELINE: tuple[tuple[str, int, tuple[str, ...]], ...] = (
     ("mnist1d-tuning-free", 2, ()),  # miniature: both blocks are digits ResNet-8, so 16 distinct runs
     # MNIST-1D (its recipes on digits ResNet-8): Table II adds only V.Loss, Fig. 4a and Fig. 6 nothing.
     ("mnist1d-table2", 2, ()),
+    ("mnist1d-demo", 2, ()),  # make demo: Table II's CNN rows (shared)
     ("mnist1d-fig4a", 2, ("holdout=0", "holdout=0.1", "holdout=0.3")),
     ("mnist1d-fig6", 1, ()),
     ("mnist1d-table1", 2, ("cell=Ultimate Optimizer", "cell=Label Wave (δ=5)", "cell=NeVe (δ=10)")),
     ("mnist1d-published", 1, ()),
     ("mnist1d-table2-code", 1, ()),
+    ("mnist1d-tuning", 1, ("lr=0.1",)),  # one run: both blocks' lr 0.1 rows are one digits run
 )
 #: The run made to fail: Table II's (and Fig. 4a's) V.Loss 30% at seed 1.
 BROKEN = ("table2", "V.Loss 30%", 1)

@@ -13,7 +13,7 @@ from results_pipeline import PIPELINE, Build
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 FIGURES = ("fig4a", "fig4b", "fig5", "fig6", "fig7", "fig8", "ablation-alpha-delta", "paper-vs-code", "demo",
            "mnist1d-tuning-free", "mnist1d-published", "mnist1d-table2", "mnist1d-table1", "mnist1d-fig4a",
-           "mnist1d-fig6", "mnist1d-table2-code")
+           "mnist1d-fig6", "mnist1d-table2-code", "mnist1d-demo")
 
 
 def test_one_notebook_per_figure() -> None:

@@ -9,13 +9,14 @@ import sys
 from pathlib import Path
 
 import matplotlib.image
+import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.collections import PathCollection
 from results_pipeline import PIPELINE, Build, call
 
 from experiments import aggregate, plots
-from experiments.catalog import experiment_names, get_experiment
+from experiments.catalog import TRAIN_SET_SIZE, experiment_names, get_experiment
 from experiments.results import ResultsError, figure_path, load_results, results_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,10 +79,46 @@ def test_figures_have_the_papers_axes(results_build: Build, figures: dict) -> No
     assert crosses[0] > 0 and crosses[0] == crosses[1]
     epochs_panel, _ = axes("mnist1d-fig6")
     assert {line.get_label() for line in epochs_panel.get_lines()} >= {"CNN", "ResNet-1D"}
-    assert axes("mnist1d-fig4a")[0].get_xlabel() == "training images moved to validation"  # miniature: digits
+    m1d_fig4a, = axes("mnist1d-fig4a")
+    assert m1d_fig4a.get_xlabel() == "training images moved to validation"  # miniature: digits
+    (share,) = m1d_fig4a.child_axes  # the same axis in % of the training set, read back from the CSV
+    assert share.get_xlabel() == f"% of the {TRAIN_SET_SIZE['digits']:,} training images moved"
+    figures["mnist1d-fig4a"].draw_without_rendering()
+    assert share.get_xlim() == pytest.approx([100 * x / TRAIN_SET_SIZE["digits"] for x in m1d_fig4a.get_xlim()])
     real = load_results("mnist1d-fig4a", results_build.results_dir)
     real.cells["dataset"] = "mnist1d"
     assert _axes(plots.plot("mnist1d-fig4a", real))[0].get_xlabel() == "training sequences moved to validation"
+
+
+def test_mnist1d_table2_draws_each_network_in_its_own_row(results_build: Build) -> None:
+    results = load_results("mnist1d-table2", results_build.results_dir)
+    epochs = results.need_epochs()
+    resnet = epochs["block"] == "MNIST-1D ResNet-1D"
+    epochs.loc[resnet, "test_acc"] -= 10  # the miniature's two blocks share runs: make them differ
+    panels = _axes(plots.plot("mnist1d-table2", results))
+    for block, (_, accuracy, _) in zip(("MNIST-1D CNN", "MNIST-1D ResNet-1D"), (panels[:3], panels[3:]),
+                                       strict=True):
+        mine, runs = epochs[epochs["block"] == block], results.finished_runs
+        for line in accuracy.get_lines():
+            expected = mine[mine["method"] == line.get_label()].groupby("epoch")["test_acc"].mean()
+            assert list(line.get_ydata()) == pytest.approx(expected.tolist()), (block, line.get_label())
+        # Each finished run's reported epoch and number, a cross in its own block's row (shared folders too).
+        crosses = np.concatenate([c.get_offsets() for c in accuracy.collections if isinstance(c, PathCollection)])
+        reported = runs[runs["block"] == block][["metric_epoch", "acc"]].to_numpy(float)
+        assert np.array(sorted(map(tuple, crosses))) == pytest.approx(np.array(sorted(map(tuple, reported)))), block
+        low, high = accuracy.get_ylim()
+        assert low <= crosses[:, 1].min() and crosses[:, 1].max() <= high  # zoomed, yet no cross cut off
+
+
+def test_mnist1d_published_draws_no_spread_the_paper_did_not_give(results_build: Build, figures: dict) -> None:
+    cells = load_results("mnist1d-published", results_build.results_dir).cells
+    assert cells["paper_mean"].notna().all() and cells["paper_std"].isna().all()
+    figure = figures["mnist1d-published"]
+    (panel,) = _axes(figure)
+    paper = [bars for bars in panel.containers if bars.lines[0].get_marker() == "D"]
+    assert len(paper) == len(cells) and not any(bars.has_xerr for bars in paper)
+    labels = [text.get_text() for legend in figure.legends for text in legend.get_texts()]
+    assert "paper (no spread given)" in labels and "paper (mean ± std)" not in labels
 
 
 def test_the_performance_profile_is_drawn_from_the_runs_csv(results_build: Build, figures: dict) -> None:

@@ -49,6 +49,27 @@ def kill_after_first_checkpoint(args: list[str], run_dir: Path) -> list[dict]:
     return read_records(run_dir)
 
 
+def kill_after_epoch(args: list[str], run_dir: Path, epoch: int) -> list[dict]:
+    """Like :func:`kill_after_first_checkpoint`, but SIGKILL once epoch ``epoch``'s record is written: the
+    checkpoint of epoch ``epoch - 1`` (written before the next epoch's record) is then on disk."""
+    process = cli(*args, "--out", str(run_dir))
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if len(read_records(run_dir)) >= epoch:
+                break
+        except (OSError, ValueError):  # not written yet, or caught mid-write
+            pass
+        if process.poll() is not None:
+            raise AssertionError(f"the run ended before epoch {epoch}:\n{process.stderr.read()}")
+        assert time.monotonic() < deadline, f"epoch {epoch} not reached in 120 s"
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (run_dir / "summary.json").exists(), "the run finished before it could be killed"
+    return read_records(run_dir)
+
+
 def resume_and_check_it_resumed(args: list[str], run_dir: Path, before_kill: list[dict], epochs: int) -> str:
     """Rerun the killed command and assert it resumed rather than restarted: it says it resumed after epoch k
     (0 < k < epochs), and the epochs up to k keep the records, wall-clock seconds included, written before the
@@ -66,12 +87,18 @@ def resume_and_check_it_resumed(args: list[str], run_dir: Path, before_kill: lis
     return err
 
 
-def straight_and_resumed(args: list[str], tmp_path: Path, epochs: int) -> tuple[Path, Path]:
+def straight_and_resumed(args: list[str], tmp_path: Path, epochs: int, resume_after: int = 1) -> tuple[Path, Path]:
     """Run ``experiments.train args`` straight through, and again killed by SIGKILL mid-run then resumed (checked
-    to be a resume, not a restart); returns the two run folders (straight, resumed) for the caller to compare."""
+    to be a resume, not a restart, from a checkpoint of epoch ``resume_after`` or later); returns the two run
+    folders (straight, resumed) for the caller to compare."""
     straight = cli(*args, "--out", str(tmp_path / "straight"))
     assert straight.wait() == 0, straight.stderr.read()
     killed = tmp_path / "killed"
-    before_kill = kill_after_first_checkpoint(args, killed)
-    resume_and_check_it_resumed(args, killed, before_kill, epochs)
+    if resume_after <= 1:
+        before_kill = kill_after_first_checkpoint(args, killed)
+    else:
+        before_kill = kill_after_epoch(args, killed, resume_after + 1)
+    err = resume_and_check_it_resumed(args, killed, before_kill, epochs)
+    k = int(re.search(r"after epoch (\d+)", err).group(1))
+    assert k >= resume_after, f"resumed after epoch {k}, not from epoch {resume_after}'s checkpoint or later"
     return tmp_path / "straight", killed

@@ -162,15 +162,20 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_records(tmp_path: Path, m
 
 
 def test_a_killed_mnist1d_run_resumes_to_the_same_records(tmp_path: Path) -> None:
-    # The MNIST-1D tables' setting (the CNN, NeVe with its stop marked, fp32, one thread), cut to 8 epochs; the
-    # arrays are generated once into the shared data root, so both runs read the same cached file.
-    args = ["--dataset", "mnist1d", "--model", "mnist1d_cnn", "--method", "neve", "--stop", "mark", "--epochs", "8",
-            "--precision", "fp32", "--threads", "1", "--num-workers", "0", "--data-root", str(tmp_path / "data"),
-            "--wandb", "disabled", "--no-progress"]
-    _, killed = straight_and_resumed(args, tmp_path, epochs=8)
+    # The MNIST-1D tables' setting (the CNN, NeVe with its stop marked, fp32, one thread), cut to 16 epochs with
+    # patience 1 so the lr decays within them (at epoch 13 on the machines we tried); killed after the checkpoint
+    # of epoch 11 or 12, mid-plateau, so the decay still to come depends on the plateau detector's restored state
+    # (a resume that reset it decays later: checked by planting that defect). The arrays are generated once into
+    # the shared data root, so both runs read the same cached file.
+    args = ["--dataset", "mnist1d", "--model", "mnist1d_cnn", "--method", "neve", "--stop", "mark", "--epochs",
+            "16", "--patience", "1", "--precision", "fp32", "--threads", "1", "--num-workers", "0", "--data-root",
+            str(tmp_path / "data"), "--wandb", "disabled", "--no-progress"]
+    straight, killed = straight_and_resumed(args, tmp_path, epochs=16, resume_after=11)
 
-    assert records_without_seconds(killed) == records_without_seconds(tmp_path / "straight")
-    summary_a = json.loads((tmp_path / "straight" / "summary.json").read_text())
+    decays = [r["epoch"] for r in read_records(straight) if r["lr_reduced"]]
+    assert any(epoch > 12 for epoch in decays), decays  # a decay after the resume, for the restored state to drive
+    assert records_without_seconds(killed) == records_without_seconds(straight)
+    summary_a = json.loads((straight / "summary.json").read_text())
     summary_b = json.loads((killed / "summary.json").read_text())
     assert {k: v for k, v in summary_a.items() if "seconds" not in k} == \
         {k: v for k, v in summary_b.items() if "seconds" not in k}

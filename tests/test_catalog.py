@@ -290,3 +290,11 @@ def test_the_mnist1d_experiments_share_table2s_runs_instead_of_training_them_aga
     assert {r.config.fidelity for r in code} == {"code"} and len(code) == 40
     assert not {r.name for r in code} & set(cnn.values())
     assert sorted((r.cell.label, r.seed) for r in code) == sorted((label, s) for (_, label, s) in cnn)
+    # Each code run is its Table II CNN twin with exactly the code fidelity's settings changed: the authors'
+    # signed velocity, uint8 aux noise and plateau rule (and the ResNet variant, which a CNN does not read).
+    twins = {(label, s): r for (block, label, s), r in table2.items() if block == "MNIST-1D CNN"}
+    for run in code:
+        paper, ours = twins[(run.cell.label, run.seed)].config.to_dict(), run.config.to_dict()
+        changed = {key for key in paper if paper[key] != ours[key]} - {"out"}
+        assert changed == {"fidelity", "velocity_form", "aux_noise", "plateau_rule", "resnet_variant"}, (run.name, changed)
+        assert (ours["velocity_form"], ours["aux_noise"], ours["plateau_rule"]) == ("signed", "uint8", "code")

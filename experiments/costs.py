@@ -28,6 +28,9 @@ EPOCH_COSTS: dict[tuple[str, str], EpochCost] = {
                                                                 "over 126,689 images plus test; not measured"),
     ("imagenet100", "swinv2_tiny"): EpochCost(150.0, "H100", False, "assumed ~900 images/s at 256 px; not measured"),
     ("digits", "resnet8"): EpochCost(0.5, "CPU", True, "2-core CPU, fp32, 1,497 images, test and velocity"),
+    ("mnist1d", "mnist1d_cnn"): EpochCost(0.15, "CPU", True, "median of 209 mnist1d-* runs' wall seconds per epoch, "
+                                                            "2-core AMD EPYC, fp32, two runs at a time"),
+    ("mnist1d", "mnist1d_resnet"): EpochCost(1.8, "CPU", True, "median of 53 mnist1d-* ResNet-1D runs, as the CNN's"),
 }
 
 

@@ -75,7 +75,8 @@ def print_catalog(file: Any = None) -> None:
     print(f"\nthe paper (every experiment above but the offline ones): {len(paper)} distinct runs, "
           f"~{hours:,.0f} {devices} hours at most (each run's whole epoch budget)", file=file)
     if assumed:
-        print("* includes epoch times assumed, not measured (see experiments/costs.py)", file=file)
+        print("* includes epoch times assumed, not measured, or unknown and counted as 0 (see experiments/costs.py)",
+              file=file)
 
 
 def print_interrupted(args: argparse.Namespace, stopped: Sequence[Any], signum: int) -> None:
@@ -116,8 +117,12 @@ def _queue_unknown(unknown: Sequence[RunStatus]) -> str:
             "gone for good (the cluster with them), remove their entries from runs/sweeps/*/submitted.json")
 
 
+#: Datasets made on the machine (bundled or generated), whose experiments are CPU work, not the paper's GPU bill.
+OFFLINE_DATASETS = ("digits", "mnist1d")
+
+
 def _offline(runs: Sequence[PlannedRun]) -> bool:
-    return all(run.config.dataset == "digits" for run in runs)
+    return all(run.config.dataset in OFFLINE_DATASETS for run in runs)
 
 
 def _hours(runs: Any) -> tuple[float, str, bool]:
@@ -127,7 +132,7 @@ def _hours(runs: Any) -> tuple[float, str, bool]:
         total += hours
         if cost:
             devices.add(cost.device)
-            assumed |= not cost.measured
+        assumed |= cost is None or not cost.measured  # unknown: counted as 0 hours, and starred
     return total, "/".join(sorted(devices)) or "?", assumed
 
 

@@ -140,6 +140,13 @@ def test_list_prints_every_experiment_with_runs_shared_and_hours(capsys) -> None
     assert lines["fig5"][2:5] == ["20", "20", "0"]  # 20 runs, all shared with Table II, none new
     assert lines["table2"][2] == "160"
     assert "H100 hours" in out
+    # MNIST-1D is CPU work with measured epoch times: priced in CPU hours, unstarred, and out of the paper's
+    # GPU total (which would otherwise count its runs at 0 hours).
+    row = lines["mnist1d-table2"]
+    assert row[6] == "CPU" and float(row[5]) > 1 and row[7] != "*"
+    paper = {run.name for name in catalog.experiment_names() for run in catalog.get_experiment(name).runs()
+             if run.config.dataset not in ("digits", "mnist1d")}
+    assert f": {len(paper)} distinct runs" in out
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -296,5 +303,6 @@ def test_the_mnist1d_experiments_share_table2s_runs_instead_of_training_them_aga
     for run in code:
         paper, ours = twins[(run.cell.label, run.seed)].config.to_dict(), run.config.to_dict()
         changed = {key for key in paper if paper[key] != ours[key]} - {"out"}
-        assert changed == {"fidelity", "velocity_form", "aux_noise", "plateau_rule", "resnet_variant"}, (run.name, changed)
+        expected = {"fidelity", "velocity_form", "aux_noise", "plateau_rule", "resnet_variant"}
+        assert changed == expected, (run.name, changed)
         assert (ours["velocity_form"], ours["aux_noise"], ours["plateau_rule"]) == ("signed", "uint8", "code")

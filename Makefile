@@ -73,6 +73,7 @@ train: $(STAMP)  ## one offline training run on the bundled digits data (overrid
 bench: $(STAMP)  ## speed and memory benchmarks (prints ratios)
 	$(BIN)/python benchmarks/velocity.py
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/mnist1d_epoch.py
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache

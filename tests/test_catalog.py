@@ -294,14 +294,16 @@ def test_the_mnist1d_experiments_share_table2s_runs_instead_of_training_them_aga
     assert shared == {n for (_, label, _), n in cnn.items()}  # all four Table II CNN rows
     # The code fidelity: the same grid, each run its own (the authors' velocity and plateau rule).
     code = get_experiment("mnist1d-table2-code").runs(10)
-    assert {r.config.fidelity for r in code} == {"code"} and len(code) == 40
-    assert not {r.name for r in code} & set(cnn.values())
-    assert sorted((r.cell.label, r.seed) for r in code) == sorted((label, s) for (_, label, s) in cnn)
-    # Each code run is its Table II CNN twin with exactly the code fidelity's settings changed: the authors'
-    # signed velocity, uint8 aux noise and plateau rule (and the ResNet variant, which a CNN does not read).
-    twins = {(label, s): r for (block, label, s), r in table2.items() if block == "MNIST-1D CNN"}
+    assert {r.config.fidelity for r in code} == {"code"} and len(code) == 80
+    assert not {r.name for r in code} & {r.name for r in table2.values()}
+    assert sorted((r.config.model, r.cell.label, r.seed) for r in code) == sorted(
+        (r.config.model, label, s) for (_, label, s), r in table2.items())
+    # Each code run is its Table II twin (same network, row and seed) with exactly the code fidelity's settings
+    # changed: the authors' signed velocity, uint8 aux noise and plateau rule (and the ResNet variant, which
+    # applies to the CIFAR ResNets only).
+    twins = {(r.config.model, label, s): r for (_, label, s), r in table2.items()}
     for run in code:
-        paper, ours = twins[(run.cell.label, run.seed)].config.to_dict(), run.config.to_dict()
+        paper, ours = twins[(run.config.model, run.cell.label, run.seed)].config.to_dict(), run.config.to_dict()
         changed = {key for key in paper if paper[key] != ours[key]} - {"out"}
         expected = {"fidelity", "velocity_form", "aux_noise", "plateau_rule", "resnet_variant"}
         assert changed == expected, (run.name, changed)

@@ -44,9 +44,11 @@ def reference_cell(cells: Sequence[str]) -> str:
 
 def compare(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
     """Per (block, cell), in the first file's order: each machine's n / mean / std, Welch of the first against
-    the second, and the pooled runs' n / mean / std with Welch against the block's reference cell pooled."""
+    the second, and the pooled runs' n / mean / std with Welch against the block's reference cell pooled.
+    Only the blocks both machines trained count (a second machine may train part of an experiment)."""
     rows = []
-    for block in dict.fromkeys(first["block"]):
+    shared = set(second["block"])
+    for block in [b for b in dict.fromkeys(first["block"]) if b in shared]:
         cells = list(dict.fromkeys(first.loc[first["block"] == block, "cell"]))
         reference = reference_cell(cells)
         pooled_reference = accuracies(first, block, reference) + accuracies(second, block, reference)

@@ -29,12 +29,15 @@ def test_cells_per_machine_and_pooled_against_the_pooled_reference(tmp_path: Pat
         ("CNN", "Baseline", 0, "finished", 95.0), ("CNN", "Baseline", 1, "finished", 96.0),
         ("CNN", "Baseline", 2, "finished", 95.5),
         ("CNN", "NeVe", 0, "finished", 94.0), ("CNN", "NeVe", 1, "finished", 95.0),
-        ("CNN", "NeVe", 2, "failed", 10.0)])  # not finished: never counted
+        ("CNN", "NeVe", 2, "failed", 10.0),  # not finished: never counted
+        ("ResNet", "Baseline", 0, "finished", 99.0)])  # a block the second machine did not train: left out
     second = runs_csv(tmp_path / "b_runs.csv", [
         ("CNN", "Baseline", 0, "finished", 95.2), ("CNN", "Baseline", 1, "finished", 95.9),
         ("CNN", "NeVe", 0, "finished", 94.5), ("CNN", "NeVe", 1, "finished", 94.1),
         ("CNN", "NeVe", 2, "finished", 95.3)])
-    table = compare(finished_runs(first), finished_runs(second)).set_index("cell")
+    table = compare(finished_runs(first), finished_runs(second))
+    assert set(table["block"]) == {"CNN"}
+    table = table.set_index("cell")
 
     neve = table.loc["NeVe"]
     assert (neve.first_n, neve.second_n, neve.pooled_n) == (2, 3, 5)
@@ -71,10 +74,11 @@ def test_a_malformed_runs_csv_is_a_clear_error_and_writes_nothing(tmp_path: Path
     assert not out.exists()
 
 
-def test_the_committed_second_machine_comparison_comes_from_the_committed_runs() -> None:
-    committed = pd.read_csv(RESULTS / "second-cpu" / "mnist1d-table2_machines.csv")
-    again = compare(finished_runs(RESULTS / "mnist1d-table2_runs.csv"),
-                    finished_runs(RESULTS / "second-cpu" / "mnist1d-table2_runs.csv"))
+@pytest.mark.parametrize("name", ["mnist1d-table2", "mnist1d-tuning-free"])
+def test_the_committed_second_machine_comparisons_come_from_the_committed_runs(name: str) -> None:
+    committed = pd.read_csv(RESULTS / "second-cpu" / f"{name}_machines.csv")
+    again = compare(finished_runs(RESULTS / f"{name}_runs.csv"),
+                    finished_runs(RESULTS / "second-cpu" / f"{name}_runs.csv"))
     assert list(committed["cell"]) == list(again["cell"])
     numbers = [c for c in committed.columns if c not in ("block", "cell", "reference")]
     np.testing.assert_allclose(committed[numbers].to_numpy(float), again[numbers].to_numpy(float), rtol=1e-6)

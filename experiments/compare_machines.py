@@ -24,22 +24,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.aggregate import welch, write_csv
+from experiments.aggregate import block_reference, describe, welch, write_csv
 from experiments.results import FINISHED, ResultsError, mean_std, p_value, read_csv
 
 COLUMNS = ("block", "cell", "seed", "state", "acc")
-REFERENCE = "Baseline"
 
 
 def finished_runs(path: Path) -> pd.DataFrame:
     """The finished runs of a ``_runs.csv``, or a :class:`ResultsError` that says how to rebuild the file."""
     runs = read_csv(Path(path), COLUMNS, Path(path).name.removesuffix("_runs.csv"))
     return runs[runs["state"] == FINISHED]
-
-
-def reference_cell(cells: Sequence[str]) -> str:
-    """The cell every other cell of a block is tested against: the Baseline, else the block's first cell."""
-    return REFERENCE if REFERENCE in cells else cells[0]
 
 
 def compare(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
@@ -50,7 +44,7 @@ def compare(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
     shared = set(second["block"])
     for block in [b for b in dict.fromkeys(first["block"]) if b in shared]:
         cells = list(dict.fromkeys(first.loc[first["block"] == block, "cell"]))
-        reference = reference_cell(cells)
+        reference = block_reference(cells)
         pooled_reference = accuracies(first, block, reference) + accuracies(second, block, reference)
         for cell in cells:
             a, b = accuracies(first, block, cell), accuracies(second, block, cell)
@@ -70,8 +64,8 @@ def accuracies(runs: pd.DataFrame, block: str, cell: str) -> list[float]:
 
 
 def _summary(prefix: str, values: list[float]) -> dict[str, float]:
-    series = pd.Series(values, dtype=float)
-    return {f"{prefix}_n": len(series), f"{prefix}_mean": series.mean(), f"{prefix}_std": series.std()}
+    """n, mean and sample std as the tables give them (:func:`experiments.aggregate.describe`), prefixed."""
+    return {f"{prefix}_{key}": value for key, value in describe(values).items() if key in ("n", "mean", "std")}
 
 
 def markdown(table: pd.DataFrame, names: Sequence[str]) -> str:

@@ -11,7 +11,8 @@ order on every rank, whatever the data, so no rank can wait alone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -73,7 +74,7 @@ def broadcast_state(state: dict[str, Tensor]) -> None:
         groups.setdefault((tensor.dtype, tensor.device), []).append(tensor)
     for (_, _), tensors in sorted(groups.items(), key=lambda item: str(item[0])):  # same order on every rank
         flat = torch.cat([t.reshape(-1) for t in tensors])
-        dist.broadcast(flat, src=0)
+        settled(dist.broadcast, flat, src=0)
         offset = 0
         for tensor in tensors:
             tensor.copy_(flat[offset:offset + tensor.numel()].view_as(tensor))
@@ -83,13 +84,34 @@ def broadcast_state(state: dict[str, Tensor]) -> None:
 def agree(values: Sequence[float], device: torch.device) -> list[tuple[float, float]]:
     """(min, max) over the ranks of each value: one all-reduce, the same on every rank."""
     local = torch.tensor([v for value in values for v in (-value, value)], dtype=torch.float64, device=device)
-    dist.all_reduce(local, op=dist.ReduceOp.MAX)
+    settled(dist.all_reduce, local, op=dist.ReduceOp.MAX)
     pairs = local.tolist()
     return [(-pairs[2 * i], pairs[2 * i + 1]) for i in range(len(values))]
 
 
 def sum_over_ranks(flat: Tensor) -> Tensor:
     """The sum over ranks, computed once on rank 0 and broadcast, so every rank holds the same bits."""
-    dist.reduce(flat, dst=0, op=dist.ReduceOp.SUM)
-    dist.broadcast(flat, src=0)
+    settled(dist.reduce, flat, dst=0, op=dist.ReduceOp.SUM)
+    settled(dist.broadcast, flat, src=0)
     return flat
+
+
+RELEASE_WAIT_S = 1.0
+
+
+def settled(collective: Callable[..., object], tensor: Tensor, **kwargs: object) -> None:
+    """Run a blocking collective and return once no backend thread references ``tensor`` any more.
+
+    gloo completes a collective on a worker thread, which drops its reference to the tensor a moment
+    after it wakes the caller. Had Python let the tensor go by then, that thread frees it and must take
+    the GIL to do so; if the interpreter is already shutting down (a script whose last NeVe step ends
+    the run) it cannot, and the process aborts with "terminate called without an active exception".
+    Waiting the few microseconds until the worker lets go leaves Python the last owner. CUDA tensors
+    are not waited for: NCCL's watchdog holds them until the GPU is done, by design.
+    """
+    collective(tensor, **kwargs)
+    if tensor.device.type != "cpu":
+        return
+    deadline = time.monotonic() + RELEASE_WAIT_S
+    while tensor._use_count() > 1 and time.monotonic() < deadline:
+        time.sleep(1e-5)

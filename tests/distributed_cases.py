@@ -10,6 +10,7 @@ import torch.distributed as dist
 from torch import nn
 
 from neve import NeVe, gaussian_aux
+from neve.distributed import sum_over_ranks
 
 AUX_N, AUX_BATCH = 40, 8  # 5 batches: rank 0 measures 3, rank 1 measures 2
 EPOCHS = 5
@@ -32,6 +33,7 @@ def all_cases(rank: int, world: int, port: int, out: str) -> None:
     train_and_measure(rank, out)
     too_few_batches(rank, out)
     fsdp_refused(rank, out)
+    references_left_to_workers(rank, out)
     dist.destroy_process_group()
 
 
@@ -75,3 +77,14 @@ def fsdp_refused(rank: int, out: str) -> None:
         NeVe(model, torch.optim.SGD(model.parameters(), lr=0.1), gaussian_aux(8, (1, 8, 8)))
     except TypeError as error:
         Path(out, f"fsdp{rank}.txt").write_text(str(error))
+
+
+def references_left_to_workers(rank: int, out: str, calls: int = 100) -> None:
+    """How many of ``calls`` reductions returned while a gloo worker thread still referenced the result
+    (a use count above Python's own 1). Such a worker frees the tensor later, under the GIL, and aborts
+    the process if the interpreter is exiting by then (what a torchrun script ending on NeVe's stop hit)."""
+    held = 0
+    for i in range(calls):
+        flat = sum_over_ranks(torch.full((256,), float(rank + i)))
+        held += flat._use_count() > 1
+    Path(out, f"held{rank}.txt").write_text(str(held))

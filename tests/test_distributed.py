@@ -83,6 +83,10 @@ def test_fsdp_is_refused_with_a_clear_error(ddp_out):
         assert "does not support FSDP" in (ddp_out / f"fsdp{rank}.txt").read_text()
 
 
+def test_a_reduction_returns_only_when_no_gloo_worker_holds_its_tensor(ddp_out):
+    assert [(ddp_out / f"held{r}.txt").read_text() for r in range(2)] == ["0", "0"]
+
+
 def test_ddp_wrapper_is_measured_through_its_module():
     """Outside a process group a DataParallel wrapper is unwrapped: layer names are the network's own."""
     model = bn_model()

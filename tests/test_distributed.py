@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import socket
 
 import pytest
@@ -10,6 +12,7 @@ import torch.multiprocessing as mp
 from distributed_cases import AUX_N, NEVE_OPTIONS, all_cases, bn_model
 from torch import nn
 
+import neve.distributed
 from neve import NeVe, gaussian_aux
 
 
@@ -85,6 +88,19 @@ def test_fsdp_is_refused_with_a_clear_error(ddp_out):
 
 def test_a_reduction_returns_only_when_no_gloo_worker_holds_its_tensor(ddp_out):
     assert [(ddp_out / f"held{r}.txt").read_text() for r in range(2)] == ["0", "0"]
+
+
+def test_every_collective_neve_issues_goes_through_settled():
+    """The reduction above is the one whose result can be inspected; broadcast_state's and agree's tensors are
+    internal, so this holds them to the same path: no ``dist.<op>(...)`` is called except by ``settled``."""
+    tree = ast.parse(inspect.getsource(neve.distributed))
+    collectives = {"broadcast", "all_reduce", "reduce", "all_gather", "reduce_scatter", "barrier"}
+    bare = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute) and node.func.attr in collectives
+            and isinstance(node.func.value, ast.Name) and node.func.value.id == "dist"]
+    settled = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+               and isinstance(node.func, ast.Name) and node.func.id == "settled"]
+    assert bare == [] and len(settled) >= 3
 
 
 def test_ddp_wrapper_is_measured_through_its_module():

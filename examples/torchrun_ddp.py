@@ -61,6 +61,7 @@ def train(out: Path, epochs: int = 12) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         (out / "decisions.json").write_text(json.dumps(result))
     if distributed:
+        dist.barrier()  # every rank done, and gloo's workers free of your last collectives' tensors (README, DDP)
         dist.destroy_process_group()
     return result
 

@@ -61,7 +61,7 @@ tuning-free mnist1d-tuning-free: $(STAMP)  ## beyond the paper: NeVe vs the tuni
 	$(BIN)/python -m experiments.plots $@
 
 data: $(STAMP)  ## download, verify and extract CIFAR-10/100 into DATA_ROOT (default data/) before a sweep
-	$(BIN)/python -m neve.data prepare cifar10 cifar100 --root $(DATA_ROOT)
+	$(BIN)/python -m experiments.data prepare cifar10 cifar100 --root $(DATA_ROOT)
 
 figures: $(STAMP)  ## render every figure that has results, and results/README.md
 	$(BIN)/python -m experiments.plots --all

@@ -19,11 +19,11 @@ import tempfile
 import torch
 import torch.nn.functional as F
 
+from experiments.data import load_data, write_synthetic_cifar
+from experiments.methods import make_optimizer
+from experiments.models import create_model
+from experiments.training.config import RunConfig
 from neve import VelocityMonitor, gaussian_aux
-from neve.config import RunConfig
-from neve.data import load_data, write_synthetic_cifar
-from neve.methods import make_optimizer
-from neve.models import create_model
 
 
 def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data, epoch: int) -> None:

@@ -4,7 +4,7 @@ An MNIST-1D epoch is ~0.15 s of arithmetic, so per-epoch overheads (test evaluat
 pass on the aux set, the checkpoint, the records, the summary) show up here first. Target: the trainer's epoch
 at most 1.3x a bare loop that does only the same training steps and the test evaluation.
 
-- "trainer": ``neve.trainer.train`` exactly as ``python -m experiments.train --dataset mnist1d`` runs it (fp32,
+- "trainer": ``training.trainer.train`` exactly as ``python -m experiments.train --dataset mnist1d`` runs it (fp32,
   one thread, no W&B, no progress bar). Its per-epoch cost is the marginal one, (T(long) - T(short)) /
   (long - short) epochs, so the set-up both runs share (imports, data, model) cancels.
 - "bare": the same model (same init), optimizer, data tensors and batches, then the test evaluation; nothing
@@ -31,10 +31,10 @@ from statistics import median
 import torch
 import torch.nn.functional as F
 
-from neve.config import RunConfig
-from neve.data import load_data
-from neve.methods import make_optimizer
-from neve.trainer import build_model, train
+from experiments.data import load_data
+from experiments.methods import make_optimizer
+from experiments.training.config import RunConfig
+from experiments.training.trainer import build_model, train
 
 SETUPS = {"cnn-neve": ("mnist1d_cnn", "neve"), "cnn-baseline": ("mnist1d_cnn", "baseline"),
           "resnet-neve": ("mnist1d_resnet", "neve")}

@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from neve.data import load_data, write_synthetic_cifar
-from neve.data.cifar import CIFAR_STATS, torchvision_cifar
-from neve.methods import make_optimizer
-from neve.models import create_model
-from neve.precision import autocast_dtype
+from experiments.data import load_data, write_synthetic_cifar
+from experiments.data.cifar import CIFAR_STATS, torchvision_cifar
+from experiments.methods import make_optimizer
+from experiments.models import create_model
+from experiments.training.precision import autocast_dtype
 
 
 def parse_args() -> argparse.Namespace:

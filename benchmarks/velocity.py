@@ -3,7 +3,7 @@
 For CIFAR ResNet-32 at 32x32 and torchvision ResNet-50 at 224x224 it measures the time and the
 peak extra memory of one measurement with ``neve.VelocityMonitor`` (a snapshot of the weights,
 aux batches streamed through the model and the snapshot) and with
-``neve.velocity_reference.StoredActivationsVelocity`` (every neuron's outputs over the whole
+``tests.velocity_reference.StoredActivationsVelocity`` (every neuron's outputs over the whole
 aux set kept from the previous epoch, the authors' way), and compares them with the time of one
 training epoch. It ends with a table of ratios, each checked against its target:
 
@@ -84,7 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build_model(name: str) -> torch.nn.Module:
-    from neve.models import create_model
+    from experiments.models import create_model
 
     size, classes, _, _ = MODELS[name]
     return create_model(name, num_classes=classes, image_size=size)
@@ -132,7 +132,7 @@ def sync(device: torch.device) -> None:
 def make_velocity(method: str, model: torch.nn.Module, aux: torch.Tensor, batch_size: int,
                   device: torch.device) -> Any:
     from neve.velocity import VelocityMonitor
-    from neve.velocity_reference import StoredActivationsVelocity
+    from tests.velocity_reference import StoredActivationsVelocity
 
     if method == "monitor":
         return VelocityMonitor(model, aux, batch_size=batch_size)
@@ -141,7 +141,7 @@ def make_velocity(method: str, model: torch.nn.Module, aux: torch.Tensor, batch_
 
 def worker_memory(config: dict[str, Any]) -> dict[str, Any]:
     """Peak extra memory of constructing one method and taking one measurement."""
-    from neve.aux import gaussian_aux
+    from neve.aux_sets import gaussian_aux
 
     device = torch.device(config["device"])
     torch.manual_seed(0)
@@ -170,7 +170,7 @@ def worker_memory(config: dict[str, Any]) -> dict[str, Any]:
 
 def worker_timing(config: dict[str, Any]) -> dict[str, Any]:
     """Rounds of [SGD steps, one monitor measurement, one stored measurement]; medians of each."""
-    from neve.aux import gaussian_aux
+    from neve.aux_sets import gaussian_aux
 
     device = torch.device(config["device"])
     torch.manual_seed(0)

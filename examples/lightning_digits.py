@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 import neve
-from neve.data.digits import load_digits_tensors
+from experiments.data.digits import load_digits_tensors
 from neve.integrations.lightning import NeVeCallback
 
 SEED = 0

@@ -51,7 +51,7 @@ from experiments.results import (
 )
 from experiments.run_folder import RunFolder, RunFolderError
 from experiments.time_to_target import first_reaching
-from neve.config import FIDELITIES, RESUMABLE_FIELDS
+from experiments.training.config import FIDELITIES, RESUMABLE_FIELDS
 from neve.io import atomic_write_text
 
 #: Summary fields that are accuracies (fractions in the run folder, percent in the results).

@@ -4,9 +4,9 @@ An experiment is a plain-Python declaration (a function returning its cells, reg
 ``@experiment``); the sweep runner, the aggregation and the plots never branch on an experiment's name.
 A *cell* is one row of a table or one point/line of a figure: the run options that define it, what the
 paper reports for it, and which summary value is its number. Expanding an experiment over seeds gives
-:class:`PlannedRun` s, each with its resolved :class:`~neve.config.RunConfig` and its run folder.
+:class:`PlannedRun` s, each with its resolved :class:`~experiments.training.config.RunConfig` and its run folder.
 
-The run folder is a function of the resolved config alone (``neve.config.run_name``), so experiments that
+The run folder is a function of the resolved config alone (``training.config.run_name``), so experiments that
 need the same training share one run: Table II's CIFAR-100 NeVe runs are also Fig. 5's curves, Fig. 8's SGD
 line, Table I's NeVe (delta = 10) and the code setting of ``paper-vs-code``. Where a figure is read off runs
 that already exist, the experiment says so in ``reads`` and trains nothing new:
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from neve.config import RunConfig, run_name
+from experiments.training.config import RunConfig, run_name
 
 #: Seeds of a paper experiment: the paper reports mean +- std over 10.
 PAPER_SEEDS = 10
@@ -39,7 +39,7 @@ TRAIN_SET_SIZE = {"cifar10": 50_000, "cifar100": 50_000, "imagenet100": 126_689,
 MINIATURE_EPOCHS = 4
 #: Largest aux set of a miniature experiment (digits' 10% validation split has 149 images).
 MINIATURE_AUX_SIZE = 128
-#: Summary fields a cell can report (see ``neve.summary``).
+#: Summary fields a cell can report (see ``experiments.training.summary``).
 METRICS = ("final_test_acc", "test_acc_at_stop", "test_acc_at_neve_stop", "test_acc_at_kept",
            "test_acc_at_best_val")
 
@@ -634,3 +634,4 @@ def mnist1d_tuning_free() -> Experiment:
         "DoG (CNN, ResNet-1D)", "table", tuple(cells), defaults=MNIST1D_RUN, **TUNING_FREE_REPORTING,
         reads="Baseline and NeVe are mnist1d-table2's runs (shared); the six tuning-free runs are new, with their "
               "authors' settings (not the SGD recipe's lr); each cell reports what tuning-free's cells report.")
+

@@ -28,7 +28,7 @@ from experiments.catalog import PlannedRun
 from experiments.job import TrainJob, run_command
 from experiments.profiles import ClusterProfile
 from experiments.slurm_queue import SUBMITTED, read_submitted
-from neve.interrupt import STOP_SIGNALS
+from experiments.training.interrupt import STOP_SIGNALS
 from neve.io import atomic_write_json
 
 

@@ -9,7 +9,7 @@ where the run left off, and a finished run is skipped by the trainer.
 While a run trains, an exclusive lock on ``<run>/.lock`` keeps a second job (a repeated sweep, a requeued
 twin) from training the same folder at the same time; ``running.json`` tells the sweep where it runs, and a
 run that raised leaves ``error.json`` (its traceback and log) for ``--status``. A run process
-(``python -m experiments.job``) stops at a safe point on SIGTERM, SIGINT or SIGHUP (:mod:`neve.interrupt`) and
+(``python -m experiments.job``) stops at a safe point on SIGTERM, SIGINT or SIGHUP (:mod:`training.interrupt`) and
 exits with 128 + the signal's number, leaving no ``error.json``: the run is interrupted, not failed.
 """
 
@@ -32,9 +32,9 @@ from typing import Any
 import submitit
 
 from experiments.run_folder import RunFolder
-from neve.config import RunConfig
-from neve.interrupt import RunInterrupted, stop_on_signals
-from neve.records import forget_inherited_wandb_service
+from experiments.training.config import RunConfig
+from experiments.training.interrupt import RunInterrupted, stop_on_signals
+from experiments.training.records import forget_inherited_wandb_service
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def train_run(config: dict[str, Any], log_path: str | None = None, wait_s: float
 
     ``wait_s``: how long to wait for another holder of the run's lock (a requeued SLURM job's predecessor can
     take a moment to die) before stepping aside."""
-    from neve.trainer import train  # torch and the data stack: only in the process that trains
+    from experiments.training.trainer import train  # torch and the data stack: only in the process that trains
 
     forget_inherited_wandb_service()
     run_config = RunConfig(**config).resolved()

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from experiments.training.records import read_records
 from neve.io import atomic_write_json
-from neve.records import read_records
 
 CONFIG = "config.json"
 RECORDS = "records.csv"

@@ -12,7 +12,7 @@ Repeating a command is free: finished runs are skipped, runs pending or running 
 in runs/sweeps/<name>/submitted.json and checked with squeue) are not submitted twice, and interrupted or
 failed runs resume from their last checkpoint. While squeue cannot be read, submitted runs not finished are
 `unknown` and the sweep refuses to start anything; it also refuses when a dataset its runs need is not prepared
-and verified at the data root (python -m neve.data prepare ...), which --dry-run and --status report.
+and verified at the data root (python -m experiments.data prepare ...), which --dry-run and --status report.
 Planning and run status live in experiments.planning.
 """
 
@@ -30,13 +30,13 @@ from typing import Any
 
 from experiments.catalog import MINIATURE_EPOCHS, PlannedRun, experiment_names, get_experiment
 from experiments.costs import run_hours
+from experiments.data.prepare import CHECKS as DATA_CHECKS
+from experiments.data.prepare import PREPARABLE, DataCheck, check_data, prepare_command
 from experiments.executors import run_local, slurm_available, submit_slurm
 from experiments.planning import STATES, UNKNOWN, RunStatus, plan, select, statuses  # noqa: F401  (select: re-exported)
 from experiments.profiles import ProfileError, load_profile
 from experiments.run_folder import RunFolder, RunFolderError
-from neve.config import FIDELITIES, WANDB_MODES
-from neve.data.prepare import CHECKS as DATA_CHECKS
-from neve.data.prepare import PREPARABLE, DataCheck, check_data, prepare_command
+from experiments.training.config import FIDELITIES, WANDB_MODES
 
 
 # ------------------------------------------------------------------------------------------------- status

@@ -15,7 +15,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from neve.config import (
+from experiments.methods import METHODS
+from experiments.training.config import (
     AUX_KINDS,
     AUX_NOISES,
     FIDELITIES,
@@ -27,10 +28,9 @@ from neve.config import (
     WANDB_MODES,
     RunConfig,
 )
-from neve.methods import METHODS
-from neve.precision import PRECISIONS
-from neve.recipes import RECIPES
-from neve.records import forget_inherited_wandb_service
+from experiments.training.precision import PRECISIONS
+from experiments.training.recipes import RECIPES
+from experiments.training.records import forget_inherited_wandb_service
 
 
 def _milestones(text: str) -> tuple[int, ...]:
@@ -159,7 +159,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    from neve.trainer import CheckpointError, train
+    from experiments.training.trainer import CheckpointError, train
 
     forget_inherited_wandb_service()
 

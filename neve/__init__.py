@@ -4,7 +4,7 @@ Measure how fast each neuron's function still changes on a fixed auxiliary set, 
 learning rate when that velocity stops changing, and stop training when it is near zero.
 """
 
-from neve.aux import gaussian_aux, token_aux
+from neve.aux_sets import gaussian_aux, token_aux
 from neve.controller import NeVe, NeVeDecision, NeVeRule, Plateau
 from neve.velocity import VelocityMonitor, VelocityReport, VelocityTracker, select_modules
 

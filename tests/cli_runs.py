@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from neve.records import read_records
+from experiments.training.records import read_records
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ from experiments.catalog import get_experiment, grid
 from experiments.profiles import ProfileError, load_profile
 from experiments.sweep import main as sweep_main
 from experiments.sweep import plan, select
-from neve.config import RunConfig, run_id, run_name
+from experiments.training.config import RunConfig, run_id, run_name
 
 PAPER_EXPERIMENTS = ("table1", "table2", "fig4a", "fig4b", "fig5", "fig6", "fig7", "fig8", "ablation-alpha-delta",
                      "paper-vs-code")

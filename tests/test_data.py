@@ -1,4 +1,4 @@
-"""Tests of neve.data: real files in the real formats, read through the real loaders (no mocks)."""
+"""Tests of experiments.data: real files in the real formats, read through the real loaders (no mocks)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from synthetic_data import MANIFEST_NAME, main, write_synthetic_cifar, write_synthetic_imagenet
 
-from neve.data import DATASETS, folder_images, holdout_split, load_data, symmetric_label_noise
-from neve.data.base import crop_flip, register_dataset
-from neve.data.imagenet100 import imagenet100_classes
-from neve.data.synthetic import MANIFEST_NAME, main, write_synthetic_cifar, write_synthetic_imagenet
+from experiments.data import DATASETS, folder_images, holdout_split, load_data, symmetric_label_noise
+from experiments.data.base import crop_flip, register_dataset
+from experiments.data.imagenet100 import imagenet100_classes
 
 # The spec's constants, written out here so a wrong constant in the code fails the test.
 SPEC_STATS = {
@@ -409,7 +409,7 @@ def test_fixed_train_order_is_refused_for_data_streamed_from_files(imagenet_root
 
 
 def test_train_order_names_its_runs_and_leaves_older_runs_their_names():
-    from neve.config import RunConfig, run_name
+    from experiments.training.config import RunConfig, run_name
 
     shuffled = RunConfig(dataset="mnist1d", model="mnist1d_cnn").resolved()
     fixed = RunConfig(dataset="mnist1d", model="mnist1d_cnn", train_order="fixed").resolved()

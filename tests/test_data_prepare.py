@@ -1,4 +1,4 @@
-"""Preparing data before any run needs it, offline: `python -m neve.data prepare` from an archive written in
+"""Preparing data before any run needs it, offline: `python -m experiments.data prepare` from an archive written in
 torchvision's exact format (a synthetic CIFAR folder with its manifest, tarred as the official archive is),
 bad archives refused with nothing changed, two processes preparing one root at once, and a sweep refused
 for missing data."""
@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 from cli_runs import REPO
+from synthetic_data import write_synthetic_cifar
 
+from experiments.data import load_data
+from experiments.data.prepare import check_data, data_root_lock
 from experiments.sweep import main as sweep_main
-from neve.data import load_data, write_synthetic_cifar
-from neve.data.prepare import check_data, data_root_lock
 
 N_TRAIN, N_TEST = 60, 20
 
@@ -34,7 +35,8 @@ def archive(tmp_path_factory) -> Path:
 
 
 def prepare(root: Path, *args: str, **popen) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "neve.data", "prepare", "cifar10", "--root", str(root), *args],
+    return subprocess.Popen([sys.executable, "-m", "experiments.data", "prepare", "cifar10", "--root", str(root),
+                             *args],
                             cwd=REPO, text=True, **({"stdout": subprocess.PIPE, "stderr": subprocess.PIPE} | popen))
 
 
@@ -99,7 +101,7 @@ def test_a_sweep_is_refused_while_its_data_is_missing_and_dry_run_and_status_say
     root, runs_dir = tmp_path / "data", tmp_path / "runs"
     args = ["table2", "--only", "dataset=cifar10", "--seeds", "1", "--runs-dir", str(runs_dir), "--data-root",
             str(root), "--executor", "local", "--wandb", "disabled", "--no-progress"]
-    command = f"python -m neve.data prepare cifar10 --root {root.resolve()}"
+    command = f"python -m experiments.data prepare cifar10 --root {root.resolve()}"
     assert sweep_main(args) == 2
     err = capsys.readouterr().err
     assert "refusing to train" in err and "cifar10 at" in err and command in err

@@ -16,14 +16,14 @@ import torch
 from cli_runs import records_without_seconds, straight_and_resumed
 from torch import nn
 
+from experiments.data import load_data
+from experiments.methods import EpochResult, method_class
+from experiments.methods.base import Stepper
+from experiments.models import create_model, model_variants
+from experiments.models.resnet_cifar import ZeroPadShortcut
+from experiments.training.config import RunConfig
 from neve import NeVe, NeVeRule, VelocityMonitor, VelocityTracker, gaussian_aux
-from neve.config import RunConfig
 from neve.controller import CODE_LR_EPS, decayed_lr, scale_lr
-from neve.data import load_data
-from neve.methods import EpochResult, method_class
-from neve.methods.base import Stepper
-from neve.models import create_model, model_variants
-from neve.models.resnet_cifar import ZeroPadShortcut
 from neve.velocity import VelocityReport
 
 # ---------------------------------------------------------------------------------- signed velocity
@@ -282,8 +282,9 @@ def test_the_augmented_test_stream_is_the_training_augmentation_seeded_per_epoch
 
 
 def test_the_imagenet100_test_stream_can_be_augmented(tmp_path: Path):
-    from neve.data import write_synthetic_imagenet
-    from neve.data.imagenet100 import imagenet100_classes
+    from synthetic_data import write_synthetic_imagenet
+
+    from experiments.data.imagenet100 import imagenet100_classes
 
     write_synthetic_imagenet(tmp_path, imagenet100_classes(), per_class=1, image_size=36)
     kwargs = dict(batch_size=64, image_size=32, num_workers=0, seed=1)
@@ -313,7 +314,7 @@ def test_fidelity_code_resolves_every_option_and_labels_the_label_wave_test_set(
 
 
 def test_a_code_fidelity_run_builds_what_its_config_says(tmp_path: Path):
-    from neve.trainer import build_aux, build_model, train
+    from experiments.training.trainer import build_aux, build_model, train
 
     config = RunConfig(dataset="digits", model="resnet8", method="labelwave", fidelity="code", epochs=2,
                        batch_size=128, aux_size=16, wandb="disabled", progress=False, num_workers=0,

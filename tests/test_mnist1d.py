@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from neve.data import load_data
-from neve.data.mnist1d import cache_path, generator_args, load_arrays
-from neve.models import create_model
+from experiments.data import load_data
+from experiments.data.mnist1d import cache_path, generator_args, load_arrays
+from experiments.models import create_model
 
 
 def test_the_arrays_are_exactly_what_the_package_generates_and_the_cache_returns_them(tmp_path):

@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from neve.models import create_model, list_models, register_model, registry
-from neve.models.resnet_cifar import CifarResNet, ZeroPadShortcut
+from experiments.models import create_model, list_models, register_model, registry
+from experiments.models.resnet_cifar import CifarResNet, ZeroPadShortcut
 
 CIFAR_RESNETS = ["resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56"]
 

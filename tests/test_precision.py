@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neve.config import RunConfig
-from neve.precision import autocast_dtype, cpu_has_native_bf16, native_bf16_in_cpuinfo
+from experiments.training.config import RunConfig
+from experiments.training.precision import autocast_dtype, cpu_has_native_bf16, native_bf16_in_cpuinfo
 
 SAPPHIRE_RAPIDS = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
 SKYLAKE = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\nbugs\t\t: avx512_bf16_is_not_a_flag_here\n"

@@ -9,7 +9,7 @@ import pytest
 from cli_runs import cli
 from wandb_files import offline_run
 
-from neve.records import RunLog, read_records, resolve_wandb_mode
+from experiments.training.records import RunLog, read_records, resolve_wandb_mode
 
 CONFIG = {"method": "neve", "model": "resnet8", "lr": 0.1, "milestones": [100, 150], "out": Path("/tmp/x")}
 RECORDS = [
@@ -89,7 +89,7 @@ def test_a_training_process_starts_its_own_wandb_service_not_its_launchers(tmp_p
 
 def test_disabled_writes_files_without_importing_wandb(tmp_path):
     script = (
-        "import sys; from neve.records import RunLog, read_records\n"
+        "import sys; from experiments.training.records import RunLog, read_records\n"
         f"log = RunLog({str(tmp_path)!r}, {{'a': 1}}, wandb_mode='disabled')\n"
         "log.log({'epoch': 1, 'loss': 0.5}); log.finish({'done': True})\n"
         "assert log.wandb_id is None and read_records(log.run_dir) == [{'epoch': 1, 'loss': 0.5}]\n"

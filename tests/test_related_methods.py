@@ -14,14 +14,14 @@ import torch.nn.functional as F
 from cli_runs import kill_after_first_checkpoint, records_without_seconds, resume_and_check_it_resumed
 from torch import nn
 
-from neve.config import RunConfig
-from neve.data import load_data, symmetric_label_noise
-from neve.methods import EpochResult, Stepper, method_class
-from neve.methods.labelwave import LabelWave
-from neve.methods.ultimate import UltimateStepper
-from neve.models import create_model
-from neve.records import read_records
-from neve.trainer import Trainer, train
+from experiments.data import load_data, symmetric_label_noise
+from experiments.methods import EpochResult, Stepper, method_class
+from experiments.methods.labelwave import LabelWave
+from experiments.methods.ultimate import UltimateStepper
+from experiments.models import create_model
+from experiments.training.config import RunConfig
+from experiments.training.records import read_records
+from experiments.training.trainer import Trainer, train
 
 FAST = dict(dataset="digits", model="resnet8", batch_size=128, aux_size=16, wandb="disabled", progress=False,
             num_workers=0)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from neve.methods.schedules import cosine_lr, multistep_lr
+from experiments.methods.schedules import cosine_lr, multistep_lr
 
 
 def test_multistep_decays_after_each_milestone() -> None:

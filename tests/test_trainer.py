@@ -9,13 +9,13 @@ import pytest
 import torch
 from cli_runs import cli, records_without_seconds, straight_and_resumed, wait_for
 
+from experiments.methods import EpochResult, Stepper, method_class
 from experiments.train import build_parser, config_from_args
 from experiments.train import main as train_main
-from neve.config import RunConfig
-from neve.methods import EpochResult, Stepper, method_class
-from neve.records import read_records
-from neve.summary import summarize
-from neve.trainer import CheckpointError, train
+from experiments.training.config import RunConfig
+from experiments.training.records import read_records
+from experiments.training.summary import summarize
+from experiments.training.trainer import CheckpointError, train
 
 FAST = dict(dataset="digits", model="resnet8", epochs=3, batch_size=128, aux_size=16, wandb="disabled",
             progress=False, num_workers=0)
@@ -229,7 +229,7 @@ def test_velocity_on_real_image_aux_sets(tmp_path: Path, aux: str) -> None:
 def test_every_method_runs_on_a_synthetic_cifar_folder_from_the_command_line(tmp_path: Path) -> None:
     # The CIFAR folder path, the command line and each method are the point: a ResNet-8 (ResNet-32's family,
     # tested in test_models.py) keeps six processes' training short.
-    from neve.data import write_synthetic_cifar
+    from synthetic_data import write_synthetic_cifar
 
     write_synthetic_cifar(tmp_path / "cifar", "cifar10", n_train=200, n_test=50, seed=0)
     processes = {}
@@ -245,8 +245,9 @@ def test_every_method_runs_on_a_synthetic_cifar_folder_from_the_command_line(tmp
 
 
 def test_imagenet100_trains_through_the_dataloader_path(tmp_path: Path) -> None:
-    from neve.data import write_synthetic_imagenet
-    from neve.data.imagenet100 import imagenet100_classes
+    from synthetic_data import write_synthetic_imagenet
+
+    from experiments.data.imagenet100 import imagenet100_classes
 
     write_synthetic_imagenet(tmp_path / "imagenet", imagenet100_classes(), per_class=2, image_size=36)
     summary, records = run(tmp_path, dataset="imagenet100", model="resnet8", image_size=32, epochs=2,

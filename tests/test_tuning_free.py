@@ -11,12 +11,12 @@ import torch.nn.functional as F
 from cli_runs import cli, records_without_seconds, wait_for
 from torch import nn
 
-from neve.batchnorm import recalibrate_batchnorm
-from neve.config import RunConfig
-from neve.data import load_data
-from neve.methods import method_class
-from neve.records import read_records
-from neve.trainer import Trainer, build_aux, build_model, seed_everything, train
+from experiments.data import load_data
+from experiments.methods import method_class
+from experiments.training.batchnorm import recalibrate_batchnorm
+from experiments.training.config import RunConfig
+from experiments.training.records import read_records
+from experiments.training.trainer import Trainer, build_aux, build_model, seed_everything, train
 from neve.velocity import VelocityMonitor
 
 METHODS = ("schedulefree", "prodigy", "prodigy-cosine", "dadapt", "dadapt-multistep", "dog")

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
+from velocity_reference import StoredActivationsVelocity
 
 from neve import VelocityMonitor, VelocityTracker, gaussian_aux, select_modules
 from neve.velocity import VelocityReport
-from neve.velocity_reference import StoredActivationsVelocity
 
 TOL = 1e-6
 METHODS = [VelocityMonitor, StoredActivationsVelocity]

@@ -1,4 +1,4 @@
-"""Getting a dataset ready before any run needs it: ``python -m neve.data prepare cifar10 cifar100 --root DIR``.
+"""Getting a dataset ready before any run needs it: ``python -m experiments.data prepare cifar10 cifar100 --root DIR``.
 
 Preparing downloads the official archive (or takes a local one with ``--from FILE``), verifies its checksum,
 extracts it into a temporary folder beside the target, verifies every file, and only then renames the folder
@@ -11,7 +11,7 @@ checksums, ImageNet-100 by its class folders (it cannot be downloaded); a datase
 (digits, bundled with scikit-learn; any dataset generated offline) is always ready. The sweep checks this before
 it submits anything.
 
-An archive holding a folder written by ``neve.data.synthetic`` (its manifest beside the files) is accepted with
+An archive holding a folder written by ``tests.synthetic_data`` (its manifest beside the files) is accepted with
 a warning and verified against the manifest, as the loader does: that is how the tests prepare offline.
 """
 
@@ -81,7 +81,7 @@ def data_root_lock(root: str | Path, *, shared: bool = False) -> Iterator[None]:
 
 # -------------------------------------------------------------------------------------------------- check
 def prepare_command(names: Sequence[str], root: str | Path) -> str:
-    return f"python -m neve.data prepare {' '.join(names)} --root {root}"
+    return f"python -m experiments.data prepare {' '.join(names)} --root {root}"
 
 
 def _cifar(name: str) -> Any:
@@ -195,7 +195,7 @@ def _prepare_cifar(name: str, root: Path, archive: Path | None) -> None:
             raise ValueError(f"{archive} holds no {cls.base_folder}/ folder; nothing was changed in {root}")
         expected = _cifar_files(cls)
         if manifest is not None:
-            log.warning("%s is SYNTHETIC data (manifest from neve.data.synthetic), verified against its own "
+            log.warning("%s is SYNTHETIC data (manifest from tests.synthetic_data), verified against its own "
                         "checksums: do not report results on it", archive)
             expected = {f: manifest.get("md5", {}).get(f, "") for f in expected}
         bad = _bad_files(folder, expected)
@@ -212,7 +212,7 @@ def _prepare_cifar(name: str, root: Path, archive: Path | None) -> None:
 
 # ---------------------------------------------------------------------------------------------------- CLI
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m neve.data", description="Prepare datasets before training.")
+    parser = argparse.ArgumentParser(prog="python -m experiments.data", description="Prepare datasets before training.")
     sub = parser.add_subparsers(dest="command", required=True)
     cmd = sub.add_parser("prepare", help="download (or take --from), verify and extract datasets into --root")
     cmd.add_argument("datasets", nargs="+", choices=sorted({*PREPARABLE, *CHECKS, "digits"}), metavar="DATASET",

@@ -45,7 +45,7 @@ RESIZE_SIZE = 232
 
 def imagenet100_classes() -> list[str]:
     """The 100 WordNet ids, in the file's order (the class index uses their sorted order)."""
-    text = resources.files("neve.data").joinpath("imagenet100_classes.txt").read_text()
+    text = resources.files("experiments.data").joinpath("imagenet100_classes.txt").read_text()
     ids = [line.strip() for line in text.splitlines() if line.strip()]
     if len(ids) != 100 or len(set(ids)) != 100:
         raise RuntimeError(f"the packaged ImageNet-100 class list has {len(set(ids))} distinct ids, not 100")
@@ -237,13 +237,13 @@ def build_imagenet100(root: str | Path, **kw: Any) -> DataSplits:
                 f"from https://image-net.org, arrange train/ and val/ as <wnid>/*.JPEG folders (the val "
                 f"images need sorting into class folders) and pass the folder holding train/ and val/. Only "
                 f"the 100 ids of the packaged class list are used. For a smoke run without the real data: "
-                f"`python -m neve.data.synthetic imagenet100 --root {root}`."
+                f"`python -m tests.synthetic_data imagenet100 --root {root}`."
             )
         check_class_folders(root / split, classes)
     synthetic = read_manifest(root) is not None
     if synthetic:
         log.warning(
-            "ImageNet-100 at %s is SYNTHETIC data written by neve.data.synthetic (%s), not the real "
+            "ImageNet-100 at %s is SYNTHETIC data written by tests.synthetic_data (%s), not the real "
             "dataset. Do not report results on it.",
             root,
             MANIFEST_NAME,

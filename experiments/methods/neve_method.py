@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from experiments.methods.base import Decision, EpochResult, Policy, Stepper
+from experiments.methods.registry import register_method
 from neve.controller import NeVeRule
-from neve.methods.base import Decision, EpochResult, Policy, Stepper
-from neve.methods.registry import register_method
 
 
 @register_method("neve")

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neve.models.registry import register_model
+from experiments.models.registry import register_model
 
 #: ``paper``: this project's ResNet; ``code``: the authors' shortcut layout and initialization.
 RESNET_VARIANTS = ("paper", "code")

@@ -16,7 +16,7 @@ import importlib
 import math
 from typing import Any, ClassVar
 
-from neve.methods.base import Decision, EpochResult, Policy, Stepper
+from experiments.methods.base import Decision, EpochResult, Policy, Stepper
 
 
 def import_package(module: str, package: str, method: str) -> Any:

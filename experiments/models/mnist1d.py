@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from neve.models.registry import register_model
+from experiments.models.registry import register_model
 
 MNIST1D_LENGTH = 40
 

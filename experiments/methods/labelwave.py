@@ -22,9 +22,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from neve.methods.base import Decision, EpochResult, Stepper
-from neve.methods.baseline import Baseline
-from neve.methods.registry import register_method
+from experiments.methods.base import Decision, EpochResult, Stepper
+from experiments.methods.baseline import Baseline
+from experiments.methods.registry import register_method
 
 NO_PREDICTION = -1
 

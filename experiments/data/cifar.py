@@ -4,9 +4,9 @@ Recipe (spec section 4): RandomCrop 32 with zero padding 4 + RandomHorizontalFli
 per-dataset mean/std, done as batched tensor ops on a device-resident uint8 tensor (``base.crop_flip``).
 
 Integrity: real data is verified by torchvision with its official md5s. With ``download=True`` a missing or
-corrupted folder is fetched by :func:`neve.data.prepare.prepare` (atomic, under the data root's lock, so
+corrupted folder is fetched by :func:`experiments.data.prepare.prepare` (atomic, under the data root's lock, so
 concurrent runs wait instead of racing), and reading takes that lock shared. A folder written by
-``neve.data.synthetic`` carries a manifest of its own md5s; for such a folder only, the torchvision class is
+``tests.synthetic_data`` carries a manifest of its own md5s; for such a folder only, the torchvision class is
 subclassed with the manifest's checksums, a warning says the data is synthetic, and ``DataSplits.synthetic``
 is True.
 """
@@ -57,7 +57,7 @@ def _synthetic_class(base: Any, manifest: dict[str, Any], folder: Path) -> Any:
         if not self._check_integrity():
             raise RuntimeError(
                 f"the synthetic folder {folder} fails its own manifest checksums; delete it and write it "
-                "again with `python -m neve.data.synthetic`, or delete it to download the real data"
+                "again with `python -m tests.synthetic_data`, or delete it to download the real data"
             )
 
     return type(
@@ -96,7 +96,7 @@ def load_cifar_arrays(name: str, root: str | Path, download: bool) -> dict[str, 
     synthetic = manifest is not None
     if synthetic:
         log.warning(
-            "%s at %s is SYNTHETIC data written by neve.data.synthetic (manifest %s), not the real dataset; "
+            "%s at %s is SYNTHETIC data written by tests.synthetic_data (manifest %s), not the real dataset; "
             "its files are verified against the manifest's checksums. Do not report results on it.",
             pretty,
             folder,
@@ -106,9 +106,9 @@ def load_cifar_arrays(name: str, root: str | Path, download: bool) -> dict[str, 
     elif not folder.is_dir() and not download:
         raise FileNotFoundError(
             f"{pretty} not found: looked for the folder {folder} (torchvision layout). Prepare it with "
-            f"`python -m neve.data prepare {name} --root {root}` (downloads {cls.url}; `--from FILE` takes a "
+            f"`python -m experiments.data prepare {name} --root {root}` (downloads {cls.url}; `--from FILE` takes a "
             f"copy of {cls.filename}), or pass download=True (--download). For a smoke run without the real "
-            f"data: `python -m neve.data.synthetic {name} --root {root}`."
+            f"data: `python -m tests.synthetic_data {name} --root {root}`."
         )
     elif download and not check_data(name, root).ready:
         prepare(name, root)  # atomic, and under the root's lock: concurrent runs wait instead of racing
@@ -127,7 +127,7 @@ def _read_cifar(name: str, root: Path, cls: Any, folder: Path, synthetic: bool) 
             kind = "its synthetic manifest" if synthetic else "torchvision's official checksums"
             raise RuntimeError(
                 f"{pretty} at {folder} is incomplete or corrupted: {bad or 'unknown files'} missing or not "
-                f"matching {kind}. Run `python -m neve.data prepare {name} --root {root}` (it moves the bad "
+                f"matching {kind}. Run `python -m experiments.data prepare {name} --root {root}` (it moves the bad "
                 f"folder aside), or delete the folder and pass download=True to fetch it again."
             ) from err
         images = np.ascontiguousarray(dataset.data.transpose(0, 3, 1, 2))  # torchvision keeps NHWC

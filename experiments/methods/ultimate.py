@@ -26,8 +26,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from neve.methods.base import Decision, EpochResult, Policy, Stepper
-from neve.methods.registry import register_method
+from experiments.methods.base import Decision, EpochResult, Policy, Stepper
+from experiments.methods.registry import register_method
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ Settings (README = github.com/facebookresearch/schedule_free, paper = arXiv 2405
   experiments -- so this method knows the horizon, through its warm-up only.
 - ``optimizer.train()`` / ``optimizer.eval()`` where the model switches (the stepper's train/eval mode), the
   checkpoint written in eval mode, and BatchNorm statistics recomputed at x before every evaluation and
-  velocity measurement (README "Caveats"; ``neve.batchnorm``).
+  velocity measurement (README "Caveats"; ``experiments.training.batchnorm``).
 
 Exact resume: the optimizer state (z, k, weight_sum, lr_max, train_mode) is saved in eval mode. The x <-> y
 switch is a floating-point round trip, and a straight run makes it at every epoch end, exactly where a
@@ -24,9 +24,9 @@ from typing import Any
 
 from torch import nn
 
-from neve.methods.base import Stepper
-from neve.methods.registry import register_method
-from neve.methods.tuning_free import TuningFreePolicy, group_value, import_package
+from experiments.methods.base import Stepper
+from experiments.methods.registry import register_method
+from experiments.methods.tuning_free import TuningFreePolicy, group_value, import_package
 
 #: The paper's App. G settings for its CIFAR workloads: (lr, weight decay).
 PAPER_SGD_SETTINGS = {"cifar10": (10.0, 1e-4), "cifar100": (5.0, 2e-4)}

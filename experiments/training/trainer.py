@@ -5,16 +5,16 @@ validation (if held out) and test sets, velocity is measured on the aux set (for
 the policy decides, one record is logged, and the run folder gets an atomic checkpoint with
 everything needed to continue bit for bit: model, optimizer (stepper), policy, velocity monitor,
 RNG states and the records so far. A finished run has ``summary.json``. A stop requested through
-:mod:`neve.interrupt` (a signal, in a process that asked for that) is taken before a batch, never between an
+:mod:`training.interrupt` (a signal, in a process that asked for that) is taken before a batch, never between an
 epoch's record and its checkpoint, so the last checkpoint always matches the records.
 
-What is evaluated is the stepper's to say, the same way for every method (``neve.methods.base.Stepper``):
+What is evaluated is the stepper's to say, the same way for every method (``experiments.methods.base.Stepper``):
 ``stepper.train_mode()`` before the training batches and ``stepper.eval_mode()`` after them (schedule-free
 moves the parameters from y to x and back); ``stepper.evaluated_model(model)`` is the model evaluated on the
 validation and test sets, whose velocity is measured (aux set and ``--velocity-sets``) and which is saved as
 ``model.pt`` / ``kept_model.pt`` (DoG's averaged model; the trained model otherwise); if the stepper
 ``recalibrates_batchnorm``, that model's BatchNorm statistics are recomputed from 50 of the epoch's training
-batches before it is evaluated and its velocity measured (``neve.batchnorm``). The checkpoint is written in
+batches before it is evaluated and its velocity measured (``batchnorm``). The checkpoint is written in
 eval mode, as the schedule-free README asks, and training resumes through the same ``train_mode()`` call a
 straight run makes at every epoch start, so a resumed run is exact.
 """
@@ -36,18 +36,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from neve import interrupt
-from neve.aux import gaussian_aux
-from neve.batchnorm import recalibrate_batchnorm
-from neve.config import RunConfig, config_differences
-from neve.data import DataSplits, load_data
+from experiments.data import DataSplits, load_data
+from experiments.methods import Decision, EpochResult, Policy, Stepper, method_class
+from experiments.models import create_model, model_variants
+from experiments.models.registry import DEFAULT_VARIANT
+from experiments.training import interrupt
+from experiments.training.batchnorm import recalibrate_batchnorm
+from experiments.training.config import RunConfig, config_differences
+from experiments.training.precision import autocast_dtype
+from experiments.training.records import RunLog
+from experiments.training.summary import summarize
+from neve.aux_sets import gaussian_aux
 from neve.io import atomic_torch_save
-from neve.methods import Decision, EpochResult, Policy, Stepper, method_class
-from neve.models import create_model, model_variants
-from neve.models.registry import DEFAULT_VARIANT
-from neve.precision import autocast_dtype
-from neve.records import RunLog
-from neve.summary import summarize
 from neve.velocity import VelocityMonitor
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def build_aux(config: RunConfig, data: DataSplits) -> Tensor:
         return gaussian_aux(config.aux_size, data.image_shape, seed=config.seed, noise=config.aux_noise)
     if config.aux in ("train", "val"):
         return data.aux_images(config.aux, config.aux_size, seed=config.seed)
-    from neve.data.folder import folder_images
+    from experiments.data.folder import folder_images
 
     path = config.aux.removeprefix("folder:")
     return folder_images(path, config.aux_size, data.image_shape, data.mean, data.std, seed=config.seed)
@@ -185,7 +185,7 @@ class Trainer:
         for epoch in range(start_epoch + 1, c.epochs + 1):
             if finished_early:
                 break
-            interrupt.check()  # a requested stop (neve.interrupt) is taken between epochs or batches, never mid-write
+            interrupt.check()  # a requested stop (interrupt) is taken between epochs or batches, never mid-write
             record, decision = self._epoch(epoch, model, data, policy, stepper, monitor, set_monitors)
             if decision.keep_weights:
                 atomic_torch_save(self.run_dir / KEPT_MODEL, {"epoch": epoch, "model": evaluated.state_dict()})

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from experiments.methods.base import Decision, EpochResult, Policy, Stepper
+from experiments.methods.registry import register_method
 from neve.controller import Plateau, min_lr_change
-from neve.methods.base import Decision, EpochResult, Policy, Stepper
-from neve.methods.registry import register_method
 
 
 @register_method("vloss")

@@ -9,7 +9,7 @@ Settings (README = github.com/formll/dog; the package's docstrings say the same)
 - ``PolynomialDecayAverager(model, gamma=8)`` stepped after every optimizer step; the averaged model is the one
   evaluated, whose velocity is measured and which is saved (README: "IMPORTANT: for best performance, DoG must
   be combined with iterate averaging"). The averager also averages BatchNorm's running buffers, which are not
-  statistics of the averaged weights: the trainer recomputes them before each evaluation (``neve.batchnorm``).
+  statistics of the averaged weights: the trainer recomputes them before each evaluation (``training.batchnorm``).
 
 Exact resume: DoG keeps its state in the parameter groups (init_buffer, rbar, G, eta) and a first-step flag, all
 in its ``state_dict``; its ``load_state_dict`` moves everything but init_buffer to the CPU, so the stepper puts
@@ -23,10 +23,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from neve.batchnorm import batchnorm_layers
-from neve.methods.base import Stepper
-from neve.methods.registry import register_method
-from neve.methods.tuning_free import TuningFreePolicy, group_value, import_package
+from experiments.methods.base import Stepper
+from experiments.methods.registry import register_method
+from experiments.methods.tuning_free import TuningFreePolicy, group_value, import_package
+from experiments.training.batchnorm import batchnorm_layers
 
 #: The package's suggested reps_rel: with / without BatchNorm.
 REPS_REL_BATCHNORM, REPS_REL = 1e-4, 1e-6

@@ -15,7 +15,7 @@ They exist for tests and smoke runs on machines without the real data. They are 
 Images are learnable: each class has its own colour and stripe orientation/frequency, plus per-image noise
 and phase, so a tiny network (or a nearest-class-mean classifier) beats chance.
 
-CLI: ``python -m neve.data.synthetic cifar10 --root PATH [--n-train N --n-test N]`` (see ``--help``).
+CLI: ``python -m tests.synthetic_data cifar10 --root PATH [--n-train N --n-test N]`` (see ``--help``).
 """
 
 from __future__ import annotations
@@ -32,9 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from experiments.data.base import MANIFEST_NAME, md5_of, read_manifest  # noqa: F401  (re-exported)
 from neve.io import atomic_write, atomic_write_json
-
-from .base import MANIFEST_NAME, md5_of, read_manifest  # noqa: F401  (re-exported)
 
 CIFAR10_CLASSES = (
     "airplane",
@@ -171,7 +170,7 @@ def write_synthetic_cifar(
         written[file_name] = hashlib.md5(blob, usedforsecurity=False).hexdigest()
 
     def batch(tag: str, data: np.ndarray, labels: np.ndarray, offset: int) -> dict[str, Any]:
-        payload: dict[str, Any] = {"batch_label": f"synthetic {tag} (neve.data.synthetic, seed {seed})"}
+        payload: dict[str, Any] = {"batch_label": f"synthetic {tag} (tests.synthetic_data, seed {seed})"}
         if name == "cifar10":
             payload["labels"] = [int(x) for x in labels]
         else:
@@ -205,7 +204,7 @@ def write_synthetic_cifar(
         folder / MANIFEST_NAME,
         {
             "synthetic": True,
-            "generator": "neve.data.synthetic.write_synthetic_cifar",
+            "generator": "tests.synthetic_data.write_synthetic_cifar",
             "dataset": name,
             "seed": seed,
             "n_train": n_train,
@@ -257,7 +256,7 @@ def write_synthetic_imagenet(
         root / MANIFEST_NAME,
         {
             "synthetic": True,
-            "generator": "neve.data.synthetic.write_synthetic_imagenet",
+            "generator": "tests.synthetic_data.write_synthetic_imagenet",
             "classes": len(classes),
             "per_class": per_class,
             "val_per_class": val_per_class,
@@ -272,7 +271,7 @@ def write_synthetic_imagenet(
 # ---------------------------------------------------------------------------------------------- CLI
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m neve.data.synthetic",
+        prog="python -m tests.synthetic_data",
         description="Write a synthetic dataset folder in the real on-disk format, for smoke runs without the "
         "real data. The loader recognises it by its manifest and warns that it is synthetic.",
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from neve.methods.base import Policy
+from experiments.methods.base import Policy
 
 METHODS: dict[str, type[Policy]] = {}
 

@@ -1,13 +1,13 @@
 """ImageNet-100 models: torchvision ResNet-50 and timm SwinV2-T, always from scratch.
 
-torchvision and timm are imported when a model is built, not when ``neve.models`` is imported.
+torchvision and timm are imported when a model is built, not when ``experiments.models`` is imported.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from neve.models.registry import register_model
+from experiments.models.registry import register_model
 
 
 @register_model("resnet50")

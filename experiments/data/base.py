@@ -43,7 +43,7 @@ def make_generator(*parts: Any) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seed(*parts))
 
 
-# The manifest ``neve.data.synthetic`` writes beside the files of a synthetic dataset folder.
+# The manifest ``tests.synthetic_data`` writes beside the files of a synthetic dataset folder.
 MANIFEST_NAME = "NEVE_SYNTHETIC.json"
 
 
@@ -295,7 +295,7 @@ class DataSplits:
     ``val`` is None when no holdout was requested. ``train_eval`` is the training part again, unaugmented
     and in a fixed order (labels = the training labels used, i.e. after label noise); ``aux_images`` draws
     from it.
-    ``synthetic`` is True when the data came from ``neve.data.synthetic`` rather than the real dataset.
+    ``synthetic`` is True when the data came from ``tests.synthetic_data`` rather than the real dataset.
     """
 
     name: str

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from neve.aux import AUX_NOISES
+from experiments.data import check_options
+from experiments.models.resnet_cifar import RESNET_VARIANTS
+from experiments.training.precision import PRECISIONS
+from experiments.training.recipes import OPTIMIZER_DEFAULT_LR, recipe_for
+from neve.aux_sets import AUX_NOISES
 from neve.controller import PLATEAU_RULES, check_alpha, check_epsilon, check_patience
-from neve.data import check_options
-from neve.models.resnet_cifar import RESNET_VARIANTS
-from neve.precision import PRECISIONS
-from neve.recipes import OPTIMIZER_DEFAULT_LR, recipe_for
 from neve.velocity import VELOCITY_FORMS
 
 AUX_KINDS = ("gaussian", "val", "train")

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from neve.methods.base import Stepper
-from neve.methods.registry import register_method
-from neve.methods.schedules import multistep_lr
-from neve.methods.tuning_free import TuningFreePolicy, group_value, import_package
+from experiments.methods.base import Stepper
+from experiments.methods.registry import register_method
+from experiments.methods.schedules import multistep_lr
+from experiments.methods.tuning_free import TuningFreePolicy, group_value, import_package
 
 #: The SGD recipes' momentum (the package default, 0, would be plain SGD).
 MOMENTUM = 0.9

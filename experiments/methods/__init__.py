@@ -1,6 +1,6 @@
 """The compared methods, one small policy each, all run by the same trainer."""
 
-from neve.methods import (  # noqa: F401  (registration)
+from experiments.methods import (  # noqa: F401  (registration)
     baseline,
     dadapt_method,
     dog_method,
@@ -11,8 +11,8 @@ from neve.methods import (  # noqa: F401  (registration)
     ultimate,
     vloss,
 )
-from neve.methods.base import Decision, EpochResult, Policy, Stepper, make_optimizer
-from neve.methods.registry import METHODS, method_class, register_method
+from experiments.methods.base import Decision, EpochResult, Policy, Stepper, make_optimizer
+from experiments.methods.registry import METHODS, method_class, register_method
 
 __all__ = ["METHODS", "Decision", "EpochResult", "Policy", "Stepper", "make_optimizer", "method_class",
            "register_method"]

@@ -1,7 +1,7 @@
 """The contract between the trainer and a method: a policy decides the lr and when to stop.
 
 The paper's methods differ only in that decision, so they share one training loop
-(``neve.trainer``). A policy sees each epoch's metrics (and, if it wants, each training batch's
+(``experiments.training.trainer``). A policy sees each epoch's metrics (and, if it wants, each training batch's
 predictions) and answers with a :class:`Decision`. How parameters are updated is a
 :class:`Stepper`: a plain torch optimizer for most methods, a hyper-optimizer stack for the
 Ultimate Optimizer, a tuning-free optimizer (schedule-free, Prodigy, D-Adaptation, DoG) for the others.
@@ -56,7 +56,7 @@ class Stepper:
     """One training step's optimizer mechanics around a torch optimizer."""
 
     #: The evaluated model's BatchNorm statistics are recomputed before each evaluation (see
-    #: ``neve.batchnorm``): its weights are not those the training batches' statistics were gathered at.
+    #: ``experiments.training.batchnorm``): its weights are not those the training batches' statistics were gathered at.
     recalibrates_batchnorm: ClassVar[bool] = False
 
     def __init__(self, optimizer: torch.optim.Optimizer) -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from neve.methods.base import Decision, EpochResult, Policy, Stepper
-from neve.methods.registry import register_method
-from neve.methods.schedules import recipe_lr
+from experiments.methods.base import Decision, EpochResult, Policy, Stepper
+from experiments.methods.registry import register_method
+from experiments.methods.schedules import recipe_lr
 
 
 @register_method("baseline")

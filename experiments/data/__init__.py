@@ -27,15 +27,8 @@ from .base import (
 from .folder import folder_images
 from .splits import holdout_split, symmetric_label_noise
 
-TRAIN_ORDERS = ("shuffle", "fixed")  # neve.config.TRAIN_ORDERS (the data layer does not import the config)
+TRAIN_ORDERS = ("shuffle", "fixed")  # training.config.TRAIN_ORDERS (data does not import the config)
 
-
-def __getattr__(name: str):  # lazy, so that `python -m neve.data.synthetic` finds its module not yet imported
-    if name in ("write_synthetic_cifar", "write_synthetic_imagenet"):
-        from . import synthetic
-
-        return getattr(synthetic, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_data(
@@ -134,6 +127,4 @@ __all__ = [
     "load_data",
     "register_dataset",
     "symmetric_label_noise",
-    "write_synthetic_cifar",
-    "write_synthetic_imagenet",
 ]

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from neve.methods.base import Stepper
-from neve.methods.registry import register_method
-from neve.methods.schedules import cosine_lr
-from neve.methods.tuning_free import TuningFreePolicy, group_value, import_package
+from experiments.methods.base import Stepper
+from experiments.methods.registry import register_method
+from experiments.methods.schedules import cosine_lr
+from experiments.methods.tuning_free import TuningFreePolicy, group_value, import_package
 
 #: Decoupled weight decay for recipes whose own is SGD's L2 (README's list; torch AdamW's default).
 DECOUPLED_WEIGHT_DECAY = 1e-2

@@ -71,9 +71,9 @@ train: $(STAMP)  ## one offline training run on the bundled digits data (overrid
 		--milestones 15,22 --patience 2 --precision fp32 --num-workers 0 --wandb offline $(ARGS)
 
 bench: $(STAMP)  ## speed and memory benchmarks (prints ratios)
-	$(BIN)/python benchmarks/velocity.py
-	$(BIN)/python benchmarks/train_throughput.py
-	$(BIN)/python benchmarks/mnist1d_epoch.py
+	$(BIN)/python -m benchmarks.velocity
+	$(BIN)/python -m benchmarks.train_throughput
+	$(BIN)/python -m benchmarks.mnist1d_epoch
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache

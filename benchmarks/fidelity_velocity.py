@@ -7,8 +7,8 @@ signed one. Two starting points: the untrained model (t = 0 at initialization) a
 (t = 0 after ``--warmup`` epochs). Per epoch it prints V^t for both aux kinds, and for the signed form the number
 of neurons with v < 0 out of all measured neurons and its V^t and D^t next to the paper's.
 
-    python benchmarks/fidelity_velocity.py                       # digits ResNet-8, a few minutes on 2 cores
-    python benchmarks/fidelity_velocity.py --model resnet32 --data cifar-shaped   # synthetic 32x32 RGB images
+    python -m benchmarks.fidelity_velocity                       # digits ResNet-8, a few minutes on 2 cores
+    python -m benchmarks.fidelity_velocity --model resnet32 --data cifar-shaped   # synthetic 32x32 RGB images
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ import tempfile
 import torch
 import torch.nn.functional as F
 
-from experiments.data import load_data, write_synthetic_cifar
+from experiments.data import load_data
 from experiments.methods import make_optimizer
 from experiments.models import create_model
 from experiments.training.config import RunConfig
 from neve import VelocityMonitor, gaussian_aux
+from tests.synthetic_data import write_synthetic_cifar
 
 
 def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data, epoch: int) -> None:

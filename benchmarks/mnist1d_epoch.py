@@ -15,8 +15,8 @@ then estimates the whole mnist1d-table2 (10 seeds, 2 runs at a time on 2 cores) 
 runs halt early, so it reads their epochs from finished runs under ``--runs-dir`` when there are any, else it
 counts the whole budget (an upper bound).
 
-    python benchmarks/mnist1d_epoch.py                      # CNN (NeVe, Baseline) and ResNet-1D (NeVe), 3 rounds
-    python benchmarks/mnist1d_epoch.py --rounds 5 --setups cnn-neve
+    python -m benchmarks.mnist1d_epoch                      # CNN (NeVe, Baseline) and ResNet-1D (NeVe), 3 rounds
+    python -m benchmarks.mnist1d_epoch --rounds 5 --setups cnn-neve
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ DataLoader workers, default NCHW, fp32 on CPUs (autocast on GPUs). Two more setu
 PIL with channels_last, in their precision and in ours) split the gain into its three causes, and
 data-only rounds time each pipeline without a model.
 
-    python benchmarks/train_throughput.py                    # CPU, synthetic CIFAR-10 folder
-    python benchmarks/train_throughput.py --device cuda --data-root data   # real CIFAR-10 on a GPU
+    python -m benchmarks.train_throughput                    # CPU, synthetic CIFAR-10 folder
+    python -m benchmarks.train_throughput --device cuda --data-root data   # real CIFAR-10 on a GPU
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from experiments.data import load_data, write_synthetic_cifar
+from experiments.data import load_data
 from experiments.data.cifar import CIFAR_STATS, torchvision_cifar
 from experiments.methods import make_optimizer
 from experiments.models import create_model
 from experiments.training.precision import autocast_dtype
+from tests.synthetic_data import write_synthetic_cifar
 
 
 def parse_args() -> argparse.Namespace:

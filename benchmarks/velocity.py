@@ -39,8 +39,8 @@ x ~89 MB of hooked activations each), so with --device cpu it is measured at a f
 |D_aux|, shown to be linear, and extrapolated to 100 (marked "extrapolated"). --device cuda
 measures it for real.
 
-    python benchmarks/velocity.py --device cpu --quick     # ~2-3 minutes on 2 idle CPU cores
-    python benchmarks/velocity.py --device cuda            # on a GPU, everything measured
+    python -m benchmarks.velocity --device cpu --quick     # ~2-3 minutes on 2 idle CPU cores
+    python -m benchmarks.velocity --device cuda            # on a GPU, everything measured
 """
 
 from __future__ import annotations

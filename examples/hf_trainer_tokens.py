@@ -86,7 +86,7 @@ def train(out: Path, epochs: int = 8) -> dict:
     if world > 1:
         # Every rank waits here, with the GIL released, so gloo's worker threads finish freeing the tensors of
         # the Trainer's last all_gather before the interpreter exits. Without this, about 1 run in 30 aborted
-        # at exit with "terminate called without an active exception" (README, DDP).
+        # at exit with "terminate called without an active exception" (docs/integrations.md).
         trainer.accelerator.wait_for_everyone()
         trainer.accelerator.end_training()
     return decisions

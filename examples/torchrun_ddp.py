@@ -61,7 +61,7 @@ def train(out: Path, epochs: int = 12) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         (out / "decisions.json").write_text(json.dumps(result))
     if distributed:
-        dist.barrier()  # every rank done, and gloo's workers free of your last collectives' tensors (README, DDP)
+        dist.barrier()  # every rank done, gloo's workers free of your last collectives' tensors (docs/integrations.md)
         dist.destroy_process_group()
     return result
 

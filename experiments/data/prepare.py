@@ -120,7 +120,7 @@ def _check_imagenet100(name: str, root: Path) -> DataCheck:
     from .imagenet100 import check_class_folders, imagenet100_classes
 
     how = ("it cannot be downloaded: put ImageNet-1k's train/ and val/ (as <wnid>/*.JPEG folders) there; "
-           "see the README's Data section")
+           "see docs/training.md, Data")
     try:
         for split in ("train", "val"):
             if not (root / split).is_dir():

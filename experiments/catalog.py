@@ -20,14 +20,17 @@ that already exist, the experiment says so in ``reads`` and trains nothing new:
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import itertools
+import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments.methods.tuning_free import settings_beyond_defaults
 from experiments.training.config import RunConfig, run_name
 
 #: Seeds of a paper experiment: the paper reports mean +- std over 10.
@@ -635,3 +638,131 @@ def mnist1d_tuning_free() -> Experiment:
         reads="Baseline and NeVe are mnist1d-table2's runs (shared); the six tuning-free runs are new, with their "
               "authors' settings (not the SGD recipe's lr); each cell reports what tuning-free's cells report.")
 
+
+
+# ------------------------------------------------------------------------------------------ tuning the peers
+@dataclass(frozen=True)
+class PeerGrid:
+    """One tuning-free peer's tuning: its method, the values of its main knob, and the documented remedies every
+    setting keeps (Prodigy's safeguard_warmup, bias correction and warm-up). The first value is its default."""
+
+    method: str
+    label: str
+    knob: str
+    values: tuple[Any, ...]
+    remedies: dict[str, Any] = field(default_factory=dict)
+
+
+#: Prodigy's remedies for the collapsing seeds at its defaults, each from its README / docstring (prodigyopt 1.1.2):
+#: safeguard_warmup with a warm-up, Adam's bias correction, a 5% linear warm-up.
+PRODIGY_REMEDIES = {"safeguard_warmup": True, "use_bias_correction": True, "warmup_fraction": 0.05}
+#: The Baseline's lr got 3 values on the tuning set, so each peer gets 3 settings of its main knob (issue 26).
+PEER_GRIDS = (
+    PeerGrid("dadapt", "D-Adaptation (constant)", "growth_rate", (math.inf, 1.02, 1.01)),
+    PeerGrid("dadapt-multistep", "D-Adaptation (MultiStep)", "growth_rate", (math.inf, 1.02, 1.01)),
+    PeerGrid("prodigy", "Prodigy", "d_coef", (1.0, 0.5, 0.1), PRODIGY_REMEDIES),
+    PeerGrid("prodigy-cosine", "Prodigy + cosine", "d_coef", (1.0, 0.5, 0.1), PRODIGY_REMEDIES),
+    PeerGrid("schedulefree", "schedule-free", "lr", (1.0, 0.5, 2.0)),  # 1 = 10x the SGD recipe's lr (README)
+    PeerGrid("schedulefree-adamw", "schedule-free AdamW", "lr", (2.5e-3, 1e-3, 1e-2)),  # 5% warm-up (its default)
+    PeerGrid("dog", "DoG", "weight_decay", (5e-4, 0.0, 1e-4)),  # 5e-4: the SGD recipe's; 0: the package's
+)
+#: Settings each peer gets on the tuning set: as many as the Baseline's lrs.
+PEER_SETTINGS = len(MNIST1D_TUNING_LRS)
+#: Where the committed tuning results are.
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+
+
+def peer_setting(peer: PeerGrid, value: Any) -> str:
+    """How a setting reads in the table: ``growth_rate=1.02``; ``d_coef=0.5 + safeguard_warmup, ...`` (remedies)."""
+    text = f"{peer.knob}={value:g}"
+    if peer.remedies:
+        text += " + " + ", ".join(f"{key}={value:g}" if not isinstance(value, bool) else key
+                                  for key, value in peer.remedies.items())
+    return text
+
+
+def peer_tuning_cells(model: str, network: str) -> list[Cell]:
+    """Every peer at each setting of its grid on the tuning set. A setting equal to the method's default is left
+    out of the run's ``extra`` (so it is the run trained without it: same folder)."""
+    cells = []
+    for peer in PEER_GRIDS:
+        for value in peer.values:
+            options = {"model": model, "method": peer.method, **MNIST1D_TUNING_SET}
+            config = RunConfig(**{**MNIST1D_RUN, **options, "extra": {**peer.remedies, peer.knob: value}}).resolved()
+            setting = peer_setting(peer, value)
+            options["extra"] = settings_beyond_defaults(config)
+            cells.append(Cell(f"{network} {peer.label} {setting}", options,
+                              values={"network": network, "method": peer.label, "setting": setting},
+                              block=f"tuning set, {network}, {peer.label}"))
+    return cells
+
+
+def check_peer_tuning(cells: Sequence[Cell], settings: int = PEER_SETTINGS) -> None:
+    """Refuse a tuning grid that would be an unfair comparison: every peer of every network has ``settings``
+    distinct settings, all on the tuning set, each labelled with its method and setting."""
+    tuning_seed = MNIST1D_TUNING_SET["data_options"]["seed"]
+    runs: dict[tuple[str, str], set[str]] = {}
+    for cell in cells:
+        if cell.options.get("data_options", {}).get("seed") != tuning_seed:
+            raise ValueError(f"tuning cell {cell.label!r} is not on the tuning set (MNIST-1D generator seed "
+                             f"{tuning_seed}): add **MNIST1D_TUNING_SET to its options")
+        if not cell.values.get("method") or not cell.values.get("setting"):
+            raise ValueError(f"tuning cell {cell.label!r} must say its method and setting in its values")
+        key = (cell.options["model"], cell.options["method"])
+        runs.setdefault(key, set()).add(json.dumps(cell.options.get("extra", {}), sort_keys=True))
+    models = {model for model, _ in runs}
+    for model in sorted(models):
+        for peer in PEER_GRIDS:
+            found = len(runs.get((model, peer.method), ()))
+            if found < settings:
+                raise ValueError(f"{peer.label} on {model} has {found} distinct tuning settings; every peer gets "
+                                 f"{settings}, as the Baseline's lr did")
+
+
+@experiment("mnist1d-tuning-peers")
+def mnist1d_tuning_peers() -> Experiment:
+    cells = []
+    for model in ("mnist1d_cnn", "mnist1d_resnet"):
+        cells += peer_tuning_cells(model, MNIST1D_MODELS[model])
+    check_peer_tuning(cells)
+    return Experiment(
+        "mnist1d-tuning-peers", "MNIST-1D tuning set (generator seed 43): 3 settings of each tuning-free peer's main "
+        "knob, as the Baseline's lr got 3", "table", tuple(cells), defaults=MNIST1D_RUN, seeds=2,
+        reads="its own runs, on the tuning set: D-Adaptation's growth_rate (inf is the package's), Prodigy's d_coef "
+              "with its documented remedies, schedule-free's lr, schedule-free AdamW's lr (5% warm-up) and DoG's "
+              "weight decay, 3 values each; the first row of each block is the method's default setting. "
+              "best_peer_settings() picks each peer's setting for the 10-seed comparison from these rows.")
+
+
+def best_peer_settings(network: str, path: str | Path | None = None) -> dict[str, Cell]:
+    """Each peer's best tuning-set setting on ``network`` (``"CNN"``), by mean final test accuracy over its seeds,
+    from the committed ``mnist1d-tuning-peers.csv``: ``{peer label: its tuning cell}`` (a tie keeps the earlier,
+    default-first, setting). The test set chooses nothing."""
+    path = Path(path) if path is not None else RESULTS_DIR / "mnist1d-tuning-peers.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: sweep and aggregate mnist1d-tuning-peers first")
+    cells = {(cell.block, cell.label): cell for cell in get_experiment("mnist1d-tuning-peers").cells
+             if cell.values["network"] == network}
+    if not cells:
+        raise ValueError(f"no tuning cells for network {network!r}; choose one of {sorted(MNIST1D_MODELS.values())}")
+    best: dict[str, tuple[float, Cell]] = {}
+    finished: dict[str, int] = {}
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            cell = cells.get((row["block"], row["cell"]))
+            if row.get("network") != network:
+                continue
+            if cell is None:
+                raise ValueError(f"{path}: row {row['cell']!r} is not a cell of mnist1d-tuning-peers any more; "
+                                 "aggregate it again")
+            if not row["n"] or int(row["n"]) < int(row["n_asked"]) or not row["mean"]:
+                continue  # a setting whose seeds have not all finished chooses nothing
+            peer, mean = cell.values["method"], float(row["mean"])
+            finished[peer] = finished.get(peer, 0) + 1
+            if peer not in best or mean > best[peer][0]:
+                best[peer] = (mean, cell)
+    short = [peer.label for peer in PEER_GRIDS if finished.get(peer.label, 0) < len(peer.values)]
+    if short:
+        raise ValueError(f"{path}: {', '.join(short)} on {network} lack finished settings; finish the sweep "
+                         "(every seed of every setting) and aggregate again")
+    return {peer.label: best[peer.label][1] for peer in PEER_GRIDS}

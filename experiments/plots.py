@@ -727,6 +727,7 @@ PLOTS: dict[str, Callable[[Results], Figure]] = {
     "mnist1d-fig6": plot_fig6,
     "tuning-free": plot_performance_profile,
     "mnist1d-tuning-free": plot_performance_profile,
+    "mnist1d-tuning-peers": plot_table,
 }
 
 

@@ -19,13 +19,14 @@ from experiments.training.records import read_records
 from experiments.training.trainer import Trainer, build_aux, build_model, seed_everything, train
 from neve.velocity import VelocityMonitor
 
-METHODS = ("schedulefree", "prodigy", "prodigy-cosine", "dadapt", "dadapt-multistep", "dog")
+METHODS = ("schedulefree", "schedulefree-adamw", "prodigy", "prodigy-cosine", "dadapt", "dadapt-multistep", "dog")
 FAST = dict(dataset="digits", model="resnet8", batch_size=256, aux_size=16, wandb="disabled", progress=False,
             num_workers=0)
 CLI_FAST = ["--dataset", "digits", "--model", "resnet8", "--batch-size", "256", "--aux-size", "16",
             "--wandb", "disabled", "--no-progress"]
 #: Each method's own step-size columns, recorded every epoch.
-STEP_COLUMNS = {"schedulefree": ("step_size",), "prodigy": ("step_size", "d"), "prodigy-cosine": ("step_size", "d"),
+STEP_COLUMNS = {"schedulefree": ("step_size",), "schedulefree-adamw": ("step_size",),
+                "prodigy": ("step_size", "d"), "prodigy-cosine": ("step_size", "d"),
                 "dadapt": ("step_size", "d"), "dadapt-multistep": ("step_size", "d"), "dog": ("step_size", "eta")}
 
 
@@ -64,7 +65,7 @@ def test_run_killed_with_sigkill_resumes_to_the_same_records(method: str, tmp_pa
         assert not torch.equal(final_straight["fc.weight"], trained["fc.weight"])
 
 
-@pytest.mark.parametrize("method", ["schedulefree", "dog"])
+@pytest.mark.parametrize("method", ["schedulefree", "schedulefree-adamw", "dog"])
 def test_velocity_is_measured_on_the_evaluated_model_after_batchnorm_recalibration(method: str,
                                                                                    tmp_path: Path) -> None:
     """Epoch 1's velocity is the change from the initial model to the saved evaluated model (schedule-free's

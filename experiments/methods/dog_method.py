@@ -1,15 +1,21 @@
 """DoG, Distance over Gradients (Ivgi, Hinder & Carmon, ICML 2023, arXiv 2302.12022), package ``dog-optimizer``.
 
-Settings (README = github.com/formll/dog; the package's docstrings say the same):
+Settings, checked against the installed ``dog-optimizer`` 1.0.3 (README = the package's long description, in its
+wheel's METADATA, the text of github.com/formll/dog; docstring = ``DoG``'s in ``dog/dog.py``):
 
 - ``DoG(lr=1)`` ("changing it is not recommended"), no momentum, no schedule: it does not know the horizon.
 - ``reps_rel`` 1e-4 for a model with BatchNorm, 1e-6 otherwise ("Suggested value is 1e-6, unless the model uses
   batch-normalization, in which case the suggested value is 1e-4").
-- Weight decay: the recipe's, as the same L2 term SGD adds to the gradient (DoG's ``weight_decay``).
+- Weight decay: the recipe's, as the same L2 term SGD adds to the gradient (DoG's ``weight_decay``). The
+  package's default is 0 (docstring: "weight_decay * x_t is added directly to the gradient (default: 0)").
 - ``PolynomialDecayAverager(model, gamma=8)`` stepped after every optimizer step; the averaged model is the one
-  evaluated, whose velocity is measured and which is saved (README: "IMPORTANT: for best performance, DoG must
+  evaluated, whose velocity is measured and which is saved (docstring: "IMPORTANT: for best performance, DoG must
   be combined with iterate averaging"). The averager also averages BatchNorm's running buffers, which are not
   statistics of the averaged weights: the trainer recomputes them before each evaluation (``training.batchnorm``).
+
+Options (``RunConfig.extra``): ``reps_rel`` (default above; README "Choosing `reps_rel`": decrease it by factors of
+100 if optimization diverges early, increase it if ``eta`` does not grow in the first few hundred steps),
+``weight_decay`` (default: the recipe's; 0 is the package's), ``lr`` (default 1).
 
 Exact resume: DoG keeps its state in the parameter groups (init_buffer, rbar, G, eta) and a first-step flag, all
 in its ``state_dict``; its ``load_state_dict`` moves everything but init_buffer to the CPU, so the stepper puts
@@ -88,10 +94,16 @@ class DoGMethod(TuningFreePolicy):
 
     options = ("lr", "weight_decay", "reps_rel")
 
+    def defaults(self) -> dict[str, Any]:
+        # reps_rel's default depends on the model (BatchNorm or not): None here, chosen in build_stepper.
+        return {"lr": 1.0, "weight_decay": self.config.weight_decay, "reps_rel": None}
+
     def build_stepper(self, model: nn.Module) -> Stepper:
         dog = import_package("dog", "dog-optimizer", self.name)
-        reps_rel = REPS_REL_BATCHNORM if batchnorm_layers(model) else REPS_REL
+        reps_rel = self.setting("reps_rel")
+        if reps_rel is None:
+            reps_rel = REPS_REL_BATCHNORM if batchnorm_layers(model) else REPS_REL
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = dog.DoG(params, lr=self.base_lr, reps_rel=float(self.setting("reps_rel", reps_rel)),
-                            weight_decay=float(self.setting("weight_decay", self.config.weight_decay)))
+        optimizer = dog.DoG(params, lr=self.base_lr, reps_rel=float(reps_rel),
+                            weight_decay=float(self.setting("weight_decay")))
         return DoGStepper(optimizer, dog.PolynomialDecayAverager(model, gamma=AVERAGER_GAMMA))

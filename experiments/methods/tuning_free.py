@@ -5,9 +5,11 @@ optimizer with the settings its authors document, sets the lr multiplier of the 
 adds their recommended schedule), never stops (NeVe's V < epsilon is recorded for every method anyway) and
 records the optimizer's own step size each epoch (``step_size``, plus ``d`` / ``eta`` ...).
 
-Settings are fixed, not tuned: the recipe's lr and weight decay belong to SGD / Adam and mostly do not apply.
-A run may still override a documented setting through ``RunConfig.extra`` (keys in each policy's
-``options``), which then becomes part of the run's identity; the README says where that was needed.
+Each method runs at its authors' documented settings unless the run sets one of the method's ``options`` in
+``RunConfig.extra`` (its authors' documented remedies and knobs: D-Adaptation's ``growth_rate``, Prodigy's
+``d_coef`` and ``safeguard_warmup``...). Such a setting is recorded in the run's config and is part of its identity
+(folder name); :func:`settings_beyond_defaults` drops a setting equal to the method's default, so a run declared
+with its defaults spelled out is the run trained without them (``mnist1d-tuning-peers`` relies on it).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import math
 from typing import Any, ClassVar
 
 from experiments.methods.base import Decision, EpochResult, Policy, Stepper
+from experiments.methods.registry import method_class
 
 
 def import_package(module: str, package: str, method: str) -> Any:
@@ -43,9 +46,27 @@ class TuningFreePolicy(Policy):
             raise ValueError(f"--method {self.name} takes no option {', '.join(unknown)}; its options: {allowed}")
         self.num_train_samples = 0
 
-    def setting(self, key: str, default: Any) -> Any:
+    def defaults(self) -> dict[str, Any]:
+        """What the method uses for each of its ``options`` when the run does not set it (for this recipe)."""
+        return {}
+
+    def setting(self, key: str) -> Any:
         """A documented setting, or the run's override of it (``RunConfig.extra``)."""
-        return self.config.extra.get(key, default)
+        return self.config.extra.get(key, self.defaults()[key])
+
+    def flag(self, key: str) -> bool:
+        """A yes/no setting: only a real bool is accepted (a string "False" would read as true)."""
+        value = self.setting(key)
+        if not isinstance(value, bool):
+            raise ValueError(f"--method {self.name}: option {key} is true or false, got {value!r}")
+        return value
+
+    def fraction(self, key: str) -> float:
+        """A share of the training budget, in [0, 1)."""
+        value = float(self.setting(key))
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"--method {self.name}: option {key} is a fraction of the budget in [0, 1), got {value}")
+        return value
 
     def start_training(self, num_train_samples: int) -> None:
         self.num_train_samples = num_train_samples
@@ -66,7 +87,7 @@ class TuningFreePolicy(Policy):
     @property
     def base_lr(self) -> float:
         """The lr the optimizer is built with (1 for the methods that estimate their own step size)."""
-        return float(self.setting("lr", 1.0))
+        return float(self.setting("lr"))
 
     def end_epoch(self, result: EpochResult, stepper: Stepper) -> Decision:
         return Decision(lr_reduced=self.lr_factor(result.epoch + 1) < self.lr_factor(result.epoch))
@@ -80,3 +101,14 @@ def group_value(optimizer: Any, key: str) -> float | None:
     if isinstance(value, list | tuple):
         value = value[0]
     return float(value)
+
+
+def settings_beyond_defaults(config: Any) -> dict[str, Any]:
+    """``config.extra`` without the settings equal to what its method uses anyway: the canonical ``extra`` of the
+    run, so that spelling out a default (D-Adaptation's ``growth_rate=inf``) names the same run folder."""
+    policy = method_class(config.method)(config)
+    if not isinstance(policy, TuningFreePolicy):
+        return dict(config.extra)
+    defaults = policy.defaults()
+    return {key: value for key, value in config.extra.items() if value != defaults[key]}
+

@@ -4,14 +4,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-# Sweeps: `make table2 EXECUTOR=slurm CLUSTER=mycluster SEEDS=10 JOBS=2` (any may be left out).
+# Sweeps: `make table2 EXECUTOR=slurm CLUSTER=mycluster SEEDS=10 JOBS=2` (any may be left out; where sbatch
+# exists the executor defaults to slurm, EXECUTOR=local trains here). PARTIAL=1 tables what has finished so far
+# into results/partial/, marked partial; without it, fewer finished runs than results/ holds is refused.
 EXECUTOR ?=
 CLUSTER ?=
 SEEDS ?=
 JOBS ?= 1
+PARTIAL ?=
 SWEEP_ARGS = $(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(CLUSTER),--cluster $(CLUSTER)) \
 	$(if $(SEEDS),--seeds $(SEEDS)) --jobs $(JOBS)
-RESULT_ARGS = $(if $(SEEDS),--seeds $(SEEDS))
+RESULT_ARGS = $(if $(SEEDS),--seeds $(SEEDS)) $(if $(PARTIAL),--partial)
+PLOT_ARGS = $(if $(PARTIAL),--results-dir results/partial)
 # `make data DATA_ROOT=/shared/data`: CIFAR-10 and CIFAR-100 downloaded, verified and extracted there.
 DATA_ROOT ?= data
 PAPER := table1 table2 fig4a fig4b fig5 fig6 fig7 fig8 ablation paper-vs-code
@@ -53,12 +57,12 @@ demo-digits: $(STAMP)  ## Table II in miniature on scikit-learn's digits (the me
 table1 table2 fig4a fig4b fig5 fig6 fig7 fig8 ablation paper-vs-code: $(STAMP)  ## a paper experiment: train or submit what is missing, then aggregate and plot
 	$(BIN)/python -m experiments.sweep $(call experiment,$@) $(SWEEP_ARGS)
 	$(BIN)/python -m experiments.aggregate $(call experiment,$@) $(RESULT_ARGS)
-	$(BIN)/python -m experiments.plots $(call experiment,$@)
+	$(BIN)/python -m experiments.plots $(call experiment,$@) $(PLOT_ARGS)
 
 tuning-free mnist1d-tuning-free: $(STAMP)  ## beyond the paper: NeVe vs the tuning-free optimizers (CIFAR / MNIST-1D)
 	$(BIN)/python -m experiments.sweep $@ $(SWEEP_ARGS)
 	$(BIN)/python -m experiments.aggregate $@ $(RESULT_ARGS)
-	$(BIN)/python -m experiments.plots $@
+	$(BIN)/python -m experiments.plots $@ $(PLOT_ARGS)
 
 data: $(STAMP)  ## download, verify and extract CIFAR-10/100 into DATA_ROOT (default data/) before a sweep
 	$(BIN)/python -m experiments.data prepare cifar10 cifar100 --root $(DATA_ROOT)

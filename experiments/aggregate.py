@@ -10,11 +10,20 @@ Each cell's number is its ``metric`` summary field (NeVe: the test accuracy at t
 V < epsilon; V.Loss and Label Wave: at the model they kept; Baseline and the Ultimate Optimizer: at the end).
 When that field is empty (NeVe never reached V < epsilon within the budget, or a method kept nothing), the
 run counts with its final test accuracy -- the model that run actually ended with -- and is marked
-(``acc_fallback``, ``n_fallback``, a dagger in the table). Runs not finished are listed, never averaged.
+(``acc_fallback``, ``n_fallback``, a dagger in the table). Runs not finished are listed, never averaged; so are
+diverged runs (the training loss became non-finite and the trainer halted them), which each cell also counts
+(``n_diverged``, a column and a footnote in the table). A run whose summary or records are damaged is
+``failed``, named with the fix (:func:`experiments.planning.read_finished`, the sweep's own test of "finished").
+
+Partial results never replace complete ones: when the results folder already holds finished runs that are not
+finished here (a sweep still under way, fewer seeds, another runs folder), nothing is written and the command
+says how to get the rest; ``--partial`` writes the table anyway, into ``<results>/partial/``, marked partial
+(the ``partial`` column and a line above the table).
 
 Examples:
     python -m experiments.aggregate table2                   # results/table2.csv, table2_runs.csv; prints it
     python -m experiments.aggregate fig5 --miniature --seeds 2 --runs-dir /tmp/runs   # -> results/miniature/
+    python -m experiments.aggregate table2 --partial         # while the sweep runs: results/partial/
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import json
 import math
 import sys
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,21 +45,24 @@ import pandas as pd
 from scipy import stats
 
 from experiments.catalog import MINIATURE_EPOCHS, TRAIN_SET_SIZE, Cell, Experiment, PlannedRun, get_experiment
-from experiments.planning import plan, statuses
+from experiments.planning import DONE, plan, statuses
 from experiments.results import (
     CELL_COLUMNS,
+    DIVERGED,
+    DIVERGED_CELL_COLUMN,
     FINISHED,
     FLOAT_FORMAT,
     INTEGER,
     METHOD_TIME_CELL_COLUMN,
     METHOD_TIME_RUN_COLUMN,
+    PARTIAL_COLUMN,
     RUN_COLUMNS,
     Results,
     markdown,
     resolve_results_dir,
     results_path,
 )
-from experiments.run_folder import RunFolder, RunFolderError
+from experiments.run_folder import RunFolderError
 from experiments.time_to_target import first_reaching
 from experiments.training.config import FIDELITIES, RESUMABLE_FIELDS
 from neve.io import atomic_write_text
@@ -84,28 +97,15 @@ class RunData:
 
 # --------------------------------------------------------------------------------------------- reading
 def read_runs(runs: Sequence[PlannedRun]) -> list[RunData]:
-    """Each planned run's state (the sweep's), and the summary and records of the finished ones.
-
-    A folder read by two cells (a miniature caps aux sizes) is read once."""
-    read: dict[str, RunData] = {}
+    """Each planned run's state (the sweep's, :func:`experiments.planning.run_status`), with the summary and
+    records of the finished and diverged ones (read and checked once there). A run whose files are damaged is
+    ``failed``, its detail naming the file and the fix."""
     out = []
     for status in statuses(runs):
-        run = status.run
-        if run.name not in read:
-            read[run.name] = _read(run, status.state, status.detail)
-        cached = read[run.name]
-        out.append(RunData(run, cached.state, cached.detail, cached.summary, cached.records))
+        done = status.finished
+        out.append(RunData(status.run, status.state, status.detail, done.summary if done else {},
+                           done.records if done else []))
     return out
-
-
-def _read(run: PlannedRun, state: str, detail: str) -> RunData:
-    if state != FINISHED:
-        return RunData(run, state, detail)
-    folder = RunFolder(run.run_dir)
-    try:
-        return RunData(run, FINISHED, "", folder.summary(), folder.records())
-    except RunFolderError as error:
-        return RunData(run, "failed", str(error))
 
 
 # ------------------------------------------------------------------------------------------ statistics
@@ -170,7 +170,7 @@ def runs_table(data: Sequence[RunData], values: Sequence[str], varying: Sequence
                **{f"config.{name}": _plain(getattr(config, name)) for name in varying},
                "holdout_images": _holdout_images(config.dataset, config.holdout),
                "budget_epochs": config.epochs, "epsilon": config.epsilon, "metric": run.cell.metric}
-        if item.state == FINISHED:
+        if item.state in DONE:
             value, fallback = summary.get(run.cell.metric), False
             if value is None:
                 value, fallback = summary["final_test_acc"], True
@@ -195,10 +195,12 @@ def method_seconds(records: Sequence[dict[str, Any]], stop: str, reported_epoch:
 
 
 def cells_table(runs: pd.DataFrame, cells: Sequence[Cell], values: Sequence[str], varying: Sequence[str],
-                kind: str, *, second_reference: str | None = None, also_report: Sequence[str] = ()) -> pd.DataFrame:
-    """``NAME.csv``: per cell, the statistics over its finished seeds; tables add Welch's test per block (against
-    the Baseline, and against ``second_reference`` when given); ``also_report`` summary fields and, when the runs
-    have it, the time to target are summarised per cell too."""
+                kind: str, *, second_reference: str | None = None, also_report: Sequence[str] = (),
+                partial: bool = False) -> pd.DataFrame:
+    """``NAME.csv``: per cell, the statistics over its finished seeds (diverged ones counted apart, in
+    ``n_diverged``); tables add Welch's test per block (against the Baseline, and against ``second_reference``
+    when given); ``also_report`` summary fields and, when the runs have it, the time to target are summarised
+    per cell too. ``partial``: written with ``--partial`` (the ``partial`` column)."""
     finished = runs[runs["state"] == FINISHED]
     rows = []
     for cell in cells:
@@ -215,6 +217,7 @@ def cells_table(runs: pd.DataFrame, cells: Sequence[Cell], values: Sequence[str]
                      "epsilon": first["epsilon"],
                      "metric": cell.metric, "n": acc["n"], "n_asked": len(planned),
                      "n_fallback": int(done["acc_fallback"].sum()) if len(done) else 0,
+                     DIVERGED_CELL_COLUMN: int((planned["state"] == DIVERGED).sum()), PARTIAL_COLUMN: int(partial),
                      "mean": acc["mean"], "std": acc["std"], "ci_low": acc["ci_low"], "ci_high": acc["ci_high"],
                      "final_mean": final["mean"], "final_std": final["std"],
                      "metric_epoch_mean": epoch["mean"], "metric_epoch_std": epoch["std"],
@@ -358,6 +361,14 @@ def _ordered(columns: Any, values: Sequence[str], varying: Sequence[str], table:
 
 
 # ------------------------------------------------------------------------------------------ aggregate
+class PartialResults(RuntimeError):
+    """Fewer runs are finished than the results already in the folder hold: writing would replace them."""
+
+
+#: Where ``--partial`` writes, inside the results folder: never over the complete results.
+PARTIAL_DIR = "partial"
+
+
 @dataclass
 class Aggregated:
     experiment: Experiment
@@ -367,16 +378,21 @@ class Aggregated:
 
 def aggregate(name: str, *, seeds: int | None = None, runs_dir: str | Path = "runs", only: Sequence[str] = (),
               fidelity: str | None = None, miniature: bool = False, miniature_epochs: int = MINIATURE_EPOCHS,
-              results_dir: str | Path | None = None) -> Aggregated:
-    """Read the runs of experiment ``name`` (planned as the sweep plans them) and write its results CSVs."""
+              results_dir: str | Path | None = None, partial: bool = False) -> Aggregated:
+    """Read the runs of experiment ``name`` (planned as the sweep plans them) and write its results CSVs.
+
+    Raises :class:`PartialResults`, writing nothing, when the results folder holds finished runs that are not
+    finished here; ``partial`` writes anyway, into ``<results>/partial/``, marked partial."""
     experiment = get_experiment(name)
     results_dir = resolve_results_dir(results_dir, miniature)
+    if partial:
+        results_dir = results_dir / PARTIAL_DIR
     planned = plan(name, seeds=seeds, runs_dir=runs_dir, only=only, fidelity=fidelity, wandb="disabled",
                    miniature=miniature, miniature_epochs=miniature_epochs)
     if not planned:
         raise ValueError(f"{name}: no run matches {' '.join(only)}")
     data = read_runs(planned)
-    if not any(item.state == FINISHED for item in data):
+    if not any(item.state in DONE for item in data):
         states = pd.Series([item.state for item in data]).value_counts().to_dict()
         raise NothingFinished(
             f"{name}: none of its {len({item.run.name for item in data})} runs in {Path(runs_dir).resolve()} has "
@@ -387,10 +403,12 @@ def aggregate(name: str, *, seeds: int | None = None, runs_dir: str | Path = "ru
     values = value_names(cells)
     varying = varying_fields(planned)
     runs = runs_table(data, values, varying)
+    if not partial:
+        check_complete(name, results_dir, runs, runs_dir)
     if experiment.target_margin is not None:
         runs = add_time_to_target(runs, data, experiment.target_margin)
     table = cells_table(runs, cells, values, varying, experiment.kind, second_reference=experiment.second_reference,
-                        also_report=experiment.also_report)
+                        also_report=experiment.also_report, partial=partial)
     frames: dict[str, pd.DataFrame] = {"": table, "runs": runs}
     if experiment.curves:
         frames["epochs"] = epochs_table(data, values)
@@ -402,6 +420,35 @@ def aggregate(name: str, *, seeds: int | None = None, runs_dir: str | Path = "ru
     results = Results(name, frames[""], runs, frames.get("epochs"),
                       {key: frames[key] for key in experiment.derived})
     return Aggregated(experiment, results, written)
+
+
+def check_complete(name: str, results_dir: Path, runs: pd.DataFrame, runs_dir: str | Path) -> None:
+    """Refuse (:class:`PartialResults`) when ``results_dir/NAME_runs.csv`` holds finished runs that ``runs`` does
+    not have finished: aggregating fewer runs than the results there would silently replace them."""
+    path = results_path(results_dir, name, "runs")
+    if not path.is_file():
+        return
+    partial_dir = results_dir / PARTIAL_DIR
+    on_purpose = f"to write a partial table on purpose, add --partial (it goes to {partial_dir}/, marked partial)"
+    try:
+        before = pd.read_csv(path, usecols=["run", "state"])
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise PartialResults(f"{name}: {path} cannot be read ({error}), so whether this aggregation holds every run "
+                             f"it has is unknown; nothing was written. Move it away to write new results, or "
+                             f"{on_purpose}") from error
+    had = set(before.loc[before["state"] == FINISHED, "run"])
+    now = dict(zip(runs["run"], runs["state"], strict=True))
+    lost = sorted(run for run in had if now.get(run) not in DONE)
+    if not lost:
+        return
+    why = Counter(now.get(run, "not planned with these options") for run in lost)
+    raise PartialResults(
+        f"{name}: {path} holds {len(had)} finished runs, and {len(lost)} of them are not finished in "
+        f"{Path(runs_dir).resolve()} ({', '.join(f'{n} {state}' for state, n in why.most_common())}; e.g. "
+        f"{lost[0]}). Writing now would replace complete results with partial ones, so nothing was written. To get "
+        f"the rest, train them with python -m experiments.sweep {name} (with the options given here, those the "
+        f"results were made with: python -m experiments.sweep {name} --status lists them), or point --runs-dir at "
+        f"the folder that holds them; {on_purpose}.")
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
@@ -430,6 +477,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runs-dir", default="runs", help="where run folders live (default runs/)")
     parser.add_argument("--results-dir", help="where the CSVs go (default results/, results/miniature/ with "
                                               "--miniature); results/README.md there is regenerated")
+    parser.add_argument("--partial", action="store_true",
+                        help="write the table even though fewer runs are finished than the results there hold: "
+                             f"into <results>/{PARTIAL_DIR}/, marked partial (a column and a note); the complete "
+                             "results stay as they are")
     return parser
 
 
@@ -438,8 +489,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         done = aggregate(args.experiment, seeds=args.seeds, runs_dir=args.runs_dir, only=args.only,
                          fidelity=args.fidelity, miniature=args.miniature, miniature_epochs=args.miniature_epochs,
-                         results_dir=args.results_dir)
-    except NothingFinished as error:
+                         results_dir=args.results_dir, partial=args.partial)
+    except (NothingFinished, PartialResults) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except (ValueError, RunFolderError) as error:
@@ -457,6 +508,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     unfinished = results.unfinished_runs.drop_duplicates("run")
     if len(unfinished):
         print(f"{args.experiment}: {len(unfinished)} run(s) not averaged (listed above)", file=sys.stderr)
+    if args.partial:
+        print(f"{args.experiment}: PARTIAL results, written to {readme.parent}; the complete ones are untouched",
+              file=sys.stderr)
     return 0
 
 

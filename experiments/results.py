@@ -56,6 +56,11 @@ TARGET_CELL_COLUMNS = ("target", "n_target", "target_epoch_mean", "target_epoch_
 #: past the model they keep). After the fixed columns; CSVs aggregated before it lack them.
 METHOD_TIME_RUN_COLUMN = "method_seconds"
 METHOD_TIME_CELL_COLUMN = "method_seconds_mean"
+#: Runs halted by a non-finite training loss, per cell: reported beside the cell, never in its mean (state
+#: ``diverged`` in ``NAME_runs.csv``). ``partial``: 1 in a table written with ``aggregate --partial``. After the
+#: fixed columns; CSVs aggregated before them lack them.
+DIVERGED_CELL_COLUMN = "n_diverged"
+PARTIAL_COLUMN = "partial"
 #: ``NAME_epochs.csv``: these columns at least (then every record column the runs wrote).
 EPOCH_COLUMNS = ("block", "cell", "seed", "run", "epoch", "lr", "test_acc", "model_velocity", "lr_reduced",
                  "neve_stop")
@@ -68,17 +73,21 @@ DERIVED_COLUMNS = {
 NUMERIC = {"acc", "mean", "std", "n", "n_asked", "n_fallback", "n_no_stop", "seed", "epoch", "test_acc",
            "model_velocity", "epsilon", "epochs_mean", "epochs_std", "acc_mean", "acc_std", "metric_epoch",
            "budget_epochs", "paper_mean", "diff", "welch_p", "welch2_p", "target", "target_epoch", "target_seconds",
-           "n_target", "target_epoch_mean", "target_seconds_mean", "method_seconds", "method_seconds_mean"}
+           "n_target", "target_epoch_mean", "target_seconds_mean", "method_seconds", "method_seconds_mean",
+           DIVERGED_CELL_COLUMN, PARTIAL_COLUMN}
 #: Columns of whole numbers (epochs, counts, flags), written without a decimal point even when some are empty.
 INTEGER = {"seed", "holdout_images", "budget_epochs", "acc_fallback", "metric_epoch", "epochs_run", "stop_epoch",
            "neve_stop_epoch", "kept_epoch", "best_val_epoch", "diverged", "n", "n_asked", "n_fallback", "n_no_stop",
-           "epoch", "lr_reduced", "neve_stop", "method_stop", "kept_weights", "target_epoch", "n_target"}
+           "epoch", "lr_reduced", "neve_stop", "method_stop", "kept_weights", "target_epoch", "n_target",
+           DIVERGED_CELL_COLUMN, PARTIAL_COLUMN}
 #: Significant digits of the floats in the CSVs: far below any difference that matters, and stable diffs.
 FLOAT_FORMAT = "%.8g"
 #: Columns that hold text, empty when absent ("" rather than NaN): no block, no detail, no lr decay.
 TEXT = ("block", "detail", "lr_decay_epochs")
 #: ``state`` of a run that counts; any other (failed, running, pending, missing, unknown) is listed, never averaged.
 FINISHED = "finished"
+#: ``state`` of a run halted by a non-finite training loss: counted per cell (``n_diverged``), never averaged.
+DIVERGED = "diverged"
 
 
 class ResultsError(ValueError):
@@ -199,8 +208,9 @@ def markdown(results: Results, kind: str = "table") -> str:
     welch = kind == "table" and cells["welch_ref"].notna().any()
     paper = cells["paper_mean"].notna().any()
     timed = METHOD_TIME_CELL_COLUMN in cells.columns
-    header = [*(_title(v) for v in values), "ours", "95% CI", "seeds", "epoch", *(("wall time",) if timed else ()),
-              *(("paper", "Δ") if paper else ())]
+    diverged = _flagged(cells, DIVERGED_CELL_COLUMN)
+    header = [*(_title(v) for v in values), "ours", "95% CI", "seeds", *(("diverged",) if diverged else ()), "epoch",
+              *(("wall time",) if timed else ()), *(("paper", "Δ") if paper else ())]
     also = [column.removesuffix("_mean") for column in cells.columns
             if column.endswith("_mean") and f"{column.removesuffix('_mean')}_n" in cells.columns]
     target = "target" in cells.columns
@@ -211,7 +221,7 @@ def markdown(results: Results, kind: str = "table") -> str:
         header.append("p (Welch)")
     if second:
         header.append(f"p (Welch) vs {cells['welch2_ref'].dropna().iloc[0]}")
-    out: list[str] = []
+    out: list[str] = [partial_note(results), ""] if _flagged(cells, PARTIAL_COLUMN) else []
     blocks = list(dict.fromkeys(cells["block"]))
     for block in blocks:
         rows = cells[cells["block"] == block]
@@ -224,7 +234,8 @@ def markdown(results: Results, kind: str = "table") -> str:
             seeds = f"{int(row['n'])}" if row["n"] == row["n_asked"] else f"{int(row['n'])} of {int(row['n_asked'])}"
             ci = "–" if math.isnan(row["ci_low"]) else f"[{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
             cols = [_cell_value(row[v]) for v in values]
-            cols += [ours, ci, seeds, mean_std(row["metric_epoch_mean"], row["metric_epoch_std"], 0)]
+            cols += [ours, ci, seeds, *([f"{int(row[DIVERGED_CELL_COLUMN])}"] if diverged else []),
+                     mean_std(row["metric_epoch_mean"], row["metric_epoch_std"], 0)]
             cols += [duration(row[METHOD_TIME_CELL_COLUMN])] if timed else []
             if paper:
                 cols += [mean_std(row["paper_mean"], row["paper_std"]),
@@ -319,10 +330,30 @@ def _notes(results: Results, welch: bool, paper: bool, extra: Sequence[str] = ()
                      f"kept no model within the budget); those runs count with their final test accuracy "
                      f"({counts}).")
     notes += extra
+    diverged = results.runs[results.runs["state"] == DIVERGED]
+    if len(diverged):
+        where = ", ".join(f"{row['cell']}{f' ({row.block})' if row.block else ''} seed {int(row['seed'])} at epoch "
+                          f"{_cell_value(row['epochs_run'])}" for _, row in diverged.drop_duplicates("run").iterrows())
+        notes.append(f"diverged: runs whose training loss became non-finite (NaN or infinite); the trainer halted each "
+                     f"at that epoch, and they are counted apart, not in the row's mean ± std ({where}). A smaller "
+                     f"learning rate trains them.")
     short = cells[cells["n"] < cells["n_asked"]]
     if len(short):
         notes.append(f"{len(short)} cell(s) have fewer finished seeds than asked; the missing runs are listed below.")
     return [f"- {note}" for note in notes] + [""] + unfinished_markdown(results)
+
+
+def _flagged(cells: pd.DataFrame, column: str) -> bool:
+    """Whether the optional count or flag ``column`` is there and non-zero in some row."""
+    return column in cells.columns and bool(pd.to_numeric(cells[column]).fillna(0).gt(0).any())
+
+
+def partial_note(results: Results) -> str:
+    """The line above a table written with ``aggregate --partial``."""
+    runs = results.runs.drop_duplicates("run")
+    done = int((runs["state"] == FINISHED).sum())
+    return (f"**PARTIAL RESULTS** (`aggregate --partial`): {done} of the {len(runs)} planned runs finished; not the "
+            f"complete table, which stays in `{results.name}.csv` of the results folder above this one.")
 
 
 METHOD_TIME_NOTE = ("wall time: per run, the seconds the method spends to the number it reports (NeVe to its stop, "

@@ -13,7 +13,13 @@ in runs/sweeps/<name>/submitted.json and checked with squeue) are not submitted 
 failed runs resume from their last checkpoint. While squeue cannot be read, submitted runs not finished are
 `unknown` and the sweep refuses to start anything; it also refuses when a dataset its runs need is not prepared
 and verified at the data root (python -m experiments.data prepare ...), which --dry-run and --status report.
-Planning and run status live in experiments.planning.
+That refusal comes before the one for a missing --cluster (sbatch on PATH makes slurm the default executor; pass
+--executor local to train here).
+
+A run whose training loss became non-finite is `diverged`: halted by the trainer, shown by --status, never
+retrained (the same config diverges again). A run whose summary.json or records.csv is damaged is `failed`
+with the file named; the sweep sets its summary aside (summary.json.damaged) and the trainer rebuilds it from the
+run's checkpoint. Planning, run status and what "finished" means live in experiments.planning.
 """
 
 from __future__ import annotations
@@ -33,9 +39,17 @@ from experiments.costs import run_hours
 from experiments.data.prepare import CHECKS as DATA_CHECKS
 from experiments.data.prepare import PREPARABLE, DataCheck, check_data, prepare_command
 from experiments.executors import run_local, slurm_available, submit_slurm
-from experiments.planning import STATES, UNKNOWN, RunStatus, plan, select, statuses  # noqa: F401  (select: re-exported)
-from experiments.profiles import ProfileError, load_profile
-from experiments.run_folder import RunFolder, RunFolderError
+from experiments.planning import (  # noqa: F401  (select: re-exported)
+    DAMAGED_SUMMARY,
+    STATES,
+    UNKNOWN,
+    RunStatus,
+    plan,
+    select,
+    statuses,
+)
+from experiments.profiles import ClusterProfile, ProfileError, load_profile
+from experiments.run_folder import SUMMARY, RunFolder, RunFolderError
 from experiments.training.config import FIDELITIES, WANDB_MODES
 
 
@@ -107,6 +121,32 @@ def _data_missing(checks: Sequence[DataCheck]) -> str:
         if names:
             lines.append(f"prepare with: {prepare_command(names, root)} (or: make data DATA_ROOT={root})")
     return "data not ready, every run would fail on it:\n  " + "\n  ".join(lines)
+
+
+def _profile(args: argparse.Namespace) -> ClusterProfile:
+    """The ``--cluster`` profile; without one, the way to train here instead (sbatch makes slurm the default)."""
+    if not args.cluster:
+        default = "" if args.executor else " (the default where sbatch is on PATH)"
+        raise ProfileError(f"--executor slurm{default} needs --cluster PROFILE (a file in slurm/, see "
+                           "slurm/example.toml; make: CLUSTER=name); to train on this machine instead, pass "
+                           "--executor local (make: EXECUTOR=local)")
+    return load_profile(args.cluster)
+
+
+def set_aside_damaged(items: Sequence[RunStatus]) -> list[Path]:
+    """Move each damaged ``summary.json`` of the runs about to train to ``summary.json.damaged``.
+
+    A run whose summary or records :func:`read_finished` refused is ``failed`` with its summary still there, and
+    the trainer skips a run with a summary: set aside, the trainer resumes the run from its checkpoint, which
+    rewrites ``records.csv`` from the checkpoint's records and the summary from them (no epoch is trained
+    again), or retrains the run when the checkpoint is gone."""
+    moved = []
+    for item in items:
+        summary = item.run.run_dir / SUMMARY
+        if item.state == "failed" and summary.is_file():
+            summary.replace(item.run.run_dir / DAMAGED_SUMMARY)
+            moved.append(summary)
+    return moved
 
 
 def _queue_unknown(unknown: Sequence[RunStatus]) -> str:
@@ -205,11 +245,6 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{len(unknown)} run(s) unknown: {unknown[0].detail}", file=sys.stderr)
         return 1 if any(item.state == "failed" for item in items) else 0
     executor = args.executor or ("slurm" if slurm_available() else "local")
-    profile = None
-    if executor == "slurm":
-        if not args.cluster:
-            raise ValueError("--executor slurm needs --cluster PROFILE (a file in slurm/, see slurm/example.toml)")
-        profile = load_profile(args.cluster)
     # Two cells may read one run (a miniature caps aux sizes): train each folder once.
     verb = "submit" if executor == "slurm" else "train"
     todo = list({item.run.name: item for item in items if item.state in ("missing", "failed")}.values())
@@ -219,22 +254,29 @@ def _run(args: argparse.Namespace) -> int:
           + ", ".join(f"{n} {s}" for s, n in skipped.items())
           + f"{', ' if skipped else ''}{len(todo)} to {verb}"
           + (f" ({retried} failed before, retried)" if (retried := sum(i.state == "failed" for i in todo)) else ""))
+    # Refusals in a helpful order: what makes every run fail (the data) before what the command line lacks.
+    refusals = [*([_queue_unknown(unknown)] if unknown else []),
+                *([_data_missing(data)] if not all(check.ready for check in data) else [])]
+    profile = None
+    if executor == "slurm" and todo:
+        try:
+            profile = _profile(args)
+        except ProfileError as error:
+            refusals.append(str(error))
     if args.dry_run:
         for item in todo:
             print(f"  {item.state:<8} {item.epochs_done:>4}/{item.run.config.epochs:<4} {item.run.run_dir}")
         for check in data:
             print(f"data: {check.line()}")
-        if unknown:
-            print(f"would refuse to {verb}: {_queue_unknown(unknown)}")
-        if not all(check.ready for check in data):
-            print(f"would refuse to {verb}: {_data_missing(data)}")
+        for refusal in refusals:
+            print(f"would refuse to {verb}: {refusal}")
         return 0
-    if unknown:
-        raise RuntimeError(f"refusing to {verb}: {_queue_unknown(unknown)}")
-    if not all(check.ready for check in data):
-        raise RuntimeError(f"refusing to {verb}: {_data_missing(data)}")
+    if refusals:
+        raise RuntimeError(f"refusing to {verb}: {refusals[0]}")
     if not todo:
         return 0
+    for path in set_aside_damaged(todo):
+        print(f"set aside {path} (damaged); the run's summary is rebuilt from its checkpoint")
     to_train = [item.run for item in todo]
     if executor == "local":
         per_gpu = args.runs_per_gpu or 1

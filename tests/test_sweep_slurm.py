@@ -122,3 +122,86 @@ def test_a_requeued_job_resumes_to_the_same_records_and_w_and_b_run_and_a_failin
     failed = next(line for line in out.splitlines() if baseline.name in line)
     assert failed.startswith("failed") and "CheckpointError" in failed
     assert read_submitted(runs_dir / "sweeps" / "tiny")[baseline.name]["stderr"] in failed
+
+
+# ------------------------------------------------------------------------------------------------ packed jobs
+def wait_for_file(path: Path, timeout: float = WAIT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} did not appear in {timeout} s"
+        time.sleep(0.02)
+
+
+def freeze_after_first_epoch(runs: list) -> dict[str, int]:
+    """SIGSTOP each run's process (a child of its pack's job) as soon as its first checkpoint is written; their
+    pids by run name. All are watched at once: a run of another pack may get there first."""
+    pids: dict[str, int] = {}
+    deadline = time.monotonic() + WAIT_S
+    while len(pids) < len(runs):
+        for run in runs:
+            if run.name not in pids and (run.run_dir / "checkpoint.pt").exists():
+                pids[run.name] = json.loads((run.run_dir / "running.json").read_text())["pid"]
+                os.kill(pids[run.name], signal.SIGSTOP)
+        assert time.monotonic() < deadline, f"only {sorted(pids)} wrote a checkpoint in {WAIT_S} s"
+        time.sleep(0.02)
+    return pids
+
+
+def status_lines(runs_dir: Path, profile: Path, capsys, *args: str) -> tuple[int, dict[str, str]]:
+    capsys.readouterr()
+    code = sweep(runs_dir, profile, "--status", *args)
+    lines = capsys.readouterr().out.splitlines()
+    return code, {name: next(line for line in lines if name in line) for name in
+                  (run.name for run in plan("tiny", seeds=3, runs_dir=runs_dir))}
+
+
+def test_packed_jobs_train_every_run_resume_each_after_a_requeue_and_report_each_run(
+        submitted_sweep: Path, slurm_cluster, tmp_path: Path, capsys) -> None:
+    runs_dir = tmp_path / "runs"
+    runs = {(run.config.method, run.seed): run for run in plan("tiny", seeds=3, runs_dir=runs_dir)}
+    broken = runs[("baseline", 2)]  # fails for real in its pack, beside a run that trains on
+    broken.run_dir.mkdir(parents=True)
+    (broken.run_dir / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    profile = write_profile(tmp_path / "cluster.toml", slurm_cluster, runs_per_gpu=2)
+    assert sweep(runs_dir, profile, "--seeds", "3", "--wandb", "disabled") == 0
+    submitted = read_submitted(runs_dir / "sweeps" / "tiny")
+    packs: dict[str, set[str]] = {}
+    for name, entry in submitted.items():
+        packs.setdefault(entry["job_id"], set()).add(name)
+    assert sorted(map(len, packs.values())) == [2, 2, 2]  # 6 runs, 2 per job, in one array
+    assert len({job_id.split("_")[0] for job_id in packs}) == 1
+    job_of = {name: job_id for job_id, names in packs.items() for name in names}
+    requeued = [run for run in runs.values() if job_of[run.name] == job_of[runs[("baseline", 0)].name]]
+    mate = next(run for run in runs.values() if job_of[run.name] == job_of[broken.name] and run is not broken)
+    assert len(requeued) == 2 and {run.name for run in requeued} <= {p.name for p in submitted_sweep.iterdir()}
+
+    # Freeze both runs of one pack and the packmate of the failing run mid-way: --status shows each run alone.
+    pids = freeze_after_first_epoch([*requeued, mate])
+    wait_for_file(broken.run_dir / "error.json")
+    try:
+        code, lines = status_lines(runs_dir, profile, capsys, "--seeds", "3")
+        assert code == 1  # a failed run
+        for run in [*requeued, mate]:
+            assert lines[run.name].startswith("running") and f"pid {pids[run.name]}" in lines[run.name]
+            assert f" {len(records_without_seconds(run.run_dir))}/3 " in lines[run.name]  # its own epochs
+        assert lines[broken.name].startswith("failed") and "CheckpointError" in lines[broken.name]
+        assert "still runs the rest of its pack" in lines[broken.name]
+    finally:
+        os.kill(pids[mate.name], signal.SIGCONT)
+    # Requeue the frozen pack and kill its runs as a node failure would: the next attempt resumes each of them.
+    slurm_cluster.requeue(job_of[requeued[0].name])
+    for run in requeued:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pids[run.name], signal.SIGKILL)
+
+    assert wait_until_done(list(runs.values())) == ["finished"] * 2 + ["failed"] + ["finished"] * 3
+    assert slurm_cluster.show_job(job_of[requeued[0].name]).get("Restarts") == "1"
+    log = Path(submitted[requeued[0].name]["stderr"]).read_text()
+    for run in requeued:
+        assert f"resuming {run.run_dir} after epoch" in log
+        assert records_without_seconds(run.run_dir) == records_without_seconds(submitted_sweep / run.name)
+    code, lines = status_lines(runs_dir, profile, capsys, "--seeds", "3")
+    assert code == 1
+    for run in runs.values():
+        assert lines[run.name].startswith("failed" if run is broken else "finished")
+        assert (" 3/3 " in lines[run.name]) != (run is broken)

@@ -107,8 +107,8 @@ def load_cifar_arrays(name: str, root: str | Path, download: bool) -> dict[str, 
         raise FileNotFoundError(
             f"{pretty} not found: looked for the folder {folder} (torchvision layout). Prepare it with "
             f"`python -m experiments.data prepare {name} --root {root}` (downloads {cls.url}; `--from FILE` takes a "
-            f"copy of {cls.filename}), or pass download=True (--download). For a smoke run without the real "
-            f"data: `python -m tests.synthetic_data {name} --root {root}`."
+            f"copy of {cls.filename}), or let the run download it (leave out --no-download; download=True in code). "
+            f"For a smoke run without the real data: `python -m tests.synthetic_data {name} --root {root}`."
         )
     elif download and not check_data(name, root).ready:
         prepare(name, root)  # atomic, and under the root's lock: concurrent runs wait instead of racing

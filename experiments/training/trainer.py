@@ -192,6 +192,9 @@ class Trainer:
             runlog.log(record)
             self._write_checkpoint(epoch, model, stepper, policy, monitor, set_monitors, runlog)
             finished_early = _halted(record, c)
+            if not np.isfinite(record["train_loss"]):
+                log.warning("%s diverged: training loss %s at epoch %d (lr %g); halted here", self.run_dir,
+                            record["train_loss"], epoch, record["lr"])
         summary = summarize(runlog.records, c.to_dict())
         atomic_torch_save(self.run_dir / "model.pt", evaluated.state_dict())
         runlog.finish(summary)

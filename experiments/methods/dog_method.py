@@ -82,14 +82,14 @@ class DoGStepper(Stepper):
         self.averager.load_state_dict(state["averager"])
 
 
-@register_method("dog")
+@register_method("dog", label="DoG", package="dog-optimizer")
 class DoGMethod(TuningFreePolicy):
     """DoG at lr 1 with polynomial-decay iterate averaging; the averaged model is evaluated."""
 
     options = ("lr", "weight_decay", "reps_rel")
 
     def build_stepper(self, model: nn.Module) -> Stepper:
-        dog = import_package("dog", "dog-optimizer", self.name)
+        dog = import_package("dog", self.package, self.name)
         reps_rel = REPS_REL_BATCHNORM if batchnorm_layers(model) else REPS_REL
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = dog.DoG(params, lr=self.base_lr, reps_rel=float(self.setting("reps_rel", reps_rel)),

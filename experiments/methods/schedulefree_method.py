@@ -54,7 +54,7 @@ class ScheduleFreeStepper(Stepper):
         return {"step_size": group_value(self.optimizer, "scheduled_lr")}
 
 
-@register_method("schedulefree")
+@register_method("schedulefree", label="schedule-free", package="schedulefree")
 class ScheduleFree(TuningFreePolicy):
     """Schedule-free SGD (AdamW for Adam recipes): constant lr after a 5% warm-up, iterate averaging."""
 
@@ -73,7 +73,7 @@ class ScheduleFree(TuningFreePolicy):
 
     def build_stepper(self, model: nn.Module) -> Stepper:
         c = self.config
-        schedulefree = import_package("schedulefree", "schedulefree", self.name)
+        schedulefree = import_package("schedulefree", self.package, self.name)
         weight_decay = float(self.setting("weight_decay", self._defaults()[1]))
         warmup_steps = round(float(self.setting("warmup_fraction", WARMUP_FRACTION)) * c.epochs * self.steps_per_epoch)
         params: Any = model.parameters()

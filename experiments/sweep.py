@@ -70,7 +70,7 @@ def print_catalog(file: Any = None) -> None:
         experiment = get_experiment(name)
         print(f"{name:<22} {experiment.seeds:>5} {len(distinct):>5} {shared:>6} {len(distinct) - shared:>5} "
               f"{hours:>9.1f} {devices:<5}{'*' if guess else ' '} {experiment.title}", file=file)
-    paper = {run.name: run for name, runs in planned.items() if not _offline(runs) for run in runs}
+    paper = {run.name: run for name, runs in planned.items() if not get_experiment(name).offline for run in runs}
     hours, devices, _ = _hours(paper.values())
     print(f"\nthe paper (every experiment above but the offline ones): {len(paper)} distinct runs, "
           f"~{hours:,.0f} {devices} hours at most (each run's whole epoch budget)", file=file)
@@ -116,11 +116,6 @@ def _queue_unknown(unknown: Sequence[RunStatus]) -> str:
     return (f"{len(unknown)} submitted run(s) not finished ({names}) may still be queued or running, and the "
             f"SLURM queue cannot be read: {unknown[0].detail}. Run this where squeue answers; if those jobs are "
             "gone for good (the cluster with them), remove their entries from runs/sweeps/*/submitted.json")
-
-
-def _offline(runs: Sequence[PlannedRun]) -> bool:
-    """Datasets made on the machine (bundled or generated): their experiments are CPU work, not the GPU bill."""
-    return all(dataset(run.config.dataset).offline for run in runs)
 
 
 def _hours(runs: Any) -> tuple[float, str, bool]:

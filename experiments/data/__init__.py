@@ -1,6 +1,6 @@
 """The data layer: ``load_data(name, root, ...) -> DataSplits``.
 
-Datasets (registry ``DATASETS``, each a :class:`Dataset` with its facts: training-set size, unit, offline or
+Datasets (registry ``DATASETS``, each a :class:`DatasetSpec` with its facts: training-set size, unit, offline or
 not, preparation check, epoch costs): ``cifar10``, ``cifar100`` (torchvision files, device-resident tensors,
 batched GPU augmentation), ``imagenet100`` (ImageFolder + DataLoader), ``digits`` (scikit-learn's bundled
 digits, offline; the data of fast tests and demos) and ``mnist1d`` (Greydanus & Kobak's MNIST-1D, generated
@@ -17,7 +17,7 @@ import torch
 from . import cifar, digits, imagenet100, mnist1d  # noqa: F401  (importing registers the builders)
 from .base import (
     DATASETS,
-    Dataset,
+    DatasetSpec,
     DataSplits,
     EpochCost,
     EvalStream,
@@ -120,7 +120,7 @@ __all__ = [
     "DATASETS",
     "TRAIN_ORDERS",
     "DataSplits",
-    "Dataset",
+    "DatasetSpec",
     "EpochCost",
     "EvalStream",
     "TensorEvalStream",

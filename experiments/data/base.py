@@ -357,7 +357,7 @@ class EpochCost:
 
 
 @dataclass(frozen=True)
-class Dataset:
+class DatasetSpec:
     """A dataset as registered: how to build it, and the facts the experiment layer reads (sizes on Fig. 4a's
     axis, the sweep's data check and cost estimate, which experiments are CPU work).
 
@@ -379,7 +379,7 @@ class Dataset:
 
 
 #: Every registered dataset by name (``register_dataset``).
-DATASETS: dict[str, Dataset] = {}
+DATASETS: dict[str, DatasetSpec] = {}
 
 
 def register_dataset(name: str, options: dict[str, type] | None = None, *, title: str = "",
@@ -389,7 +389,7 @@ def register_dataset(name: str, options: dict[str, type] | None = None, *, title
                      epoch_costs: dict[str, EpochCost] | None = None) -> Callable[[Builder], Builder]:
     """Decorator: register a builder ``fn(root: Path, *, batch_size, eval_batch_size, holdout, label_noise,
     seed, device, download, num_workers, image_size, test_augmentation[, options]) -> DataSplits`` under
-    ``name``, with its facts (:class:`Dataset`); a builder with ``options`` (name -> type) also gets
+    ``name``, with its facts (:class:`DatasetSpec`); a builder with ``options`` (name -> type) also gets
     ``options=`` (a dict of those only)."""
 
     def decorate(builder: Builder) -> Builder:
@@ -397,14 +397,14 @@ def register_dataset(name: str, options: dict[str, type] | None = None, *, title
             raise ValueError(f"dataset {name!r} is registered twice")
         if prepare is not None and check is None:
             raise ValueError(f"dataset {name!r}: a dataset that can be prepared needs a check of it too")
-        DATASETS[name] = Dataset(name, builder, title or name, train_size, unit, offline, dict(options or {}),
+        DATASETS[name] = DatasetSpec(name, builder, title or name, train_size, unit, offline, dict(options or {}),
                                  check, prepare, dict(epoch_costs or {}))
         return builder
 
     return decorate
 
 
-def dataset(name: str) -> Dataset:
+def dataset(name: str) -> DatasetSpec:
     """The registered dataset ``name``, or a ValueError listing the known ones."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")

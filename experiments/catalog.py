@@ -44,6 +44,8 @@ KINDS = ("table", "figure")
 
 #: Epochs of a miniature run (``--miniature``): enough for velocities and curves to move.
 MINIATURE_EPOCHS = 4
+#: What a miniature run trains: scikit-learn's digits (offline, seconds an epoch) with a ResNet-8.
+MINIATURE_DATASET, MINIATURE_MODEL = "digits", "resnet8"
 #: Largest aux set of a miniature experiment (digits' 10% validation split has 149 images).
 MINIATURE_AUX_SIZE = 128
 #: Summary fields a cell can report (see ``experiments.training.summary``).
@@ -141,8 +143,8 @@ class Experiment:
         """The same grid on digits with a ResNet-8 for ``epochs`` epochs: an offline rehearsal of the whole
         pipeline (sweep, aggregation, figures, notebooks) in minutes. Aux sets are capped at 128 images (a 10%
         digits validation split has 149), so its numbers mean nothing; its shape is the experiment's."""
-        small = {"dataset": "digits", "model": "resnet8", "epochs": epochs, "batch_size": 128, "num_workers": 0,
-                 "precision": "fp32"}
+        small = {"dataset": MINIATURE_DATASET, "model": MINIATURE_MODEL, "epochs": epochs, "batch_size": 128,
+                 "num_workers": 0, "precision": "fp32"}
 
         def shrink(options: dict[str, Any]) -> dict[str, Any]:
             shrunk = {**options, **small}

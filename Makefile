@@ -21,7 +21,8 @@ DATA_ROOT ?= data
 PAPER := table1 table2 fig4a fig4b fig5 fig6 fig7 fig8 ablation paper-vs-code
 experiment = $(if $(filter ablation,$(1)),ablation-alpha-delta,$(1))
 
-.PHONY: help install test lint train bench clean demo demo-digits figures data $(PAPER) tuning-free mnist1d-tuning-free
+.PHONY: help install test lint train bench clean demo demo-digits figures notebooks data $(PAPER) tuning-free \
+	mnist1d-tuning-free
 
 help:  ## list the commands
 	@grep -E '^[a-z0-9][a-z0-9 -]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' \
@@ -69,6 +70,9 @@ data: $(STAMP)  ## download, verify and extract CIFAR-10/100 into DATA_ROOT (def
 
 figures: $(STAMP)  ## render every figure that has results, and results/README.md
 	$(BIN)/python -m experiments.plots --all
+
+notebooks: $(STAMP)  ## regenerate notebooks/ from the catalog; render those with results into notebooks/rendered/
+	$(BIN)/python -m experiments.notebooks --render
 
 train: $(STAMP)  ## one offline training run on the bundled digits data (override ARGS=...)
 	$(BIN)/python -m experiments.train --dataset digits --model resnet8 --method neve --batch-size 128 --epochs 30 \

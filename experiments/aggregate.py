@@ -44,7 +44,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from experiments.catalog import MINIATURE_EPOCHS, TRAIN_SET_SIZE, Cell, Experiment, PlannedRun, get_experiment
+from experiments.catalog import MINIATURE_EPOCHS, Cell, Experiment, PlannedRun, get_experiment
+from experiments.data import DATASETS
 from experiments.planning import DONE, plan, statuses
 from experiments.results import (
     CELL_COLUMNS,
@@ -342,8 +343,9 @@ DERIVED: dict[str, Callable[..., pd.DataFrame]] = {"epsilon": stops_by_epsilon}
 
 
 def _holdout_images(dataset: str, holdout: float) -> float:
-    """Training images moved to validation (Fig. 4a's x axis)."""
-    return round(holdout * TRAIN_SET_SIZE[dataset]) if dataset in TRAIN_SET_SIZE else math.nan
+    """Training images moved to validation (Fig. 4a's x axis): the fraction of the size the dataset declares."""
+    size = DATASETS[dataset].train_size if dataset in DATASETS else None
+    return math.nan if size is None else round(holdout * size)
 
 
 def _percent(value: Any) -> float:

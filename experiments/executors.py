@@ -25,7 +25,6 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from experiments.catalog import PlannedRun
-from experiments.job import TrainJob, run_command
 from experiments.profiles import ClusterProfile
 from experiments.slurm_queue import SUBMITTED, read_submitted
 from experiments.training.interrupt import STOP_SIGNALS
@@ -95,6 +94,8 @@ def run_local(runs: Sequence[PlannedRun], *, jobs: int = 1, runs_per_gpu: int = 
     SIGTERM, SIGINT or SIGHUP to the sweep is forwarded to every run, which stops at a safe point (its last
     checkpoint kept); no new run starts, and a run still going ``grace_s`` seconds later (or at a second
     signal) is killed. It returns once no run process is left, with the signal in ``stopped_by``."""
+    from experiments.job import run_command  # the job module: a process that trains, not one that plans
+
     if jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
     free_slots = local_slots(jobs, runs_per_gpu)
@@ -206,7 +207,9 @@ def packs(runs: Sequence[PlannedRun], runs_per_gpu: int) -> list[list[PlannedRun
 def submit_slurm(runs: Sequence[PlannedRun], profile: ClusterProfile, sweep_dir: Path, *, job_name: str,
                  runs_per_gpu: int | None = None) -> dict[str, dict[str, Any]]:
     """Submit ``runs`` as job arrays; returns and records (in ``sweep_dir/submitted.json``) each run's job."""
-    import submitit
+    import submitit  # only a SLURM submission needs it: planning, status and local sweeps do not
+
+    from experiments.job import TrainJob
 
     per_gpu = runs_per_gpu or profile.runs_per_gpu
     jobs_of_runs = packs(runs, per_gpu)

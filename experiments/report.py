@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from experiments.catalog import Experiment, experiment_names, get_experiment
+from experiments.catalog import MINIATURE_DATASET, Experiment, experiment_names, get_experiment
 from experiments.results import (
     FINISHED,
     Results,
@@ -99,8 +99,7 @@ def runs_line(experiment: Experiment, results: Results) -> str:
     finished = int((runs["state"] == FINISHED).sum())
     line = (f"Runs: {datasets} · {models} · budget {budgets} epochs · {finished} of {len(runs)} finished · "
             f"{experiment.reads}")
-    catalog_datasets = {cell.options.get("dataset", experiment.defaults.get("dataset")) for cell in experiment.cells}
-    if set(runs["dataset"]) == {"digits"} and "digits" not in catalog_datasets:
+    if set(runs["dataset"]) == {MINIATURE_DATASET} and MINIATURE_DATASET not in experiment.datasets:
         line = ("**Miniature rehearsal** (the experiment's grid on digits with a ResNet-8 for a few epochs: the "
                 "numbers mean nothing, the layout and pipeline are the real ones; the paper column is the real "
                 "experiment's).\n\n" + line)

@@ -391,18 +391,15 @@ def _cell_value(value: object) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- notebooks
-#: The ``make`` target of each experiment, where it differs from its name.
-MAKE_TARGETS = {"ablation-alpha-delta": "ablation"}
-#: Experiments a make target trains offline on a CPU.
-CPU_MAKE_TARGETS = {"mnist1d-demo": "demo", "demo": "demo-digits"}
-
-
-def notebook_results(name: str, results_dir: str | Path | None = None, root: str | Path = "../results") -> Path:
+def notebook_results(name: str, results_dir: str | Path | None = None, root: str | Path = "../results", *,
+                     make: str = "", offline: bool = False) -> Path:
     """The results folder a notebook reads, saying first what to run when nothing is there yet.
 
     ``results_dir`` given: that. Else ``root`` if it holds the experiment's CSVs, else the ``--miniature``
     rehearsal's (``root/miniature``), announced as a rehearsal; else ``root``, after printing the commands that
-    make the results (``load_results`` then raises its ``ResultsError``)."""
+    make the results (``load_results`` then raises its ``ResultsError``). ``make`` and ``offline`` are the
+    experiment's declarations (its ``make`` target; whether it trains on a CPU), which the generated notebook
+    passes: this module reads no catalog, so a notebook starts without torch."""
     if results_dir:
         return Path(results_dir)
     root = Path(root)
@@ -413,22 +410,27 @@ def notebook_results(name: str, results_dir: str | Path | None = None, root: str
         print(f"REHEARSAL: no results of {name} in {root}; showing the --miniature rehearsal's from {rehearsal} "
               "(digits, ResNet-8, a few epochs: the layout is the experiment's, the numbers mean nothing).")
         return rehearsal
-    target = MAKE_TARGETS.get(name, name)
-    if name in CPU_MAKE_TARGETS:
-        print(f"No results of {name} in {root} yet. Make them offline on a CPU: make {CPU_MAKE_TARGETS[name]} "
-              "(from the repo root).")
-        return root
-    if name.startswith("mnist1d-") or name == "paper-vs-code-demo":  # trained on a CPU, for real, in minutes
-        print(f"No results of {name} in {root} yet. Make them on a CPU, from the repo root:\n"
-              f"    python -m experiments.sweep {name} --executor local --jobs 2\n"
-              f"    python -m experiments.aggregate {name}\n"
-              f"    python -m experiments.plots {name}")
-        return root
-    print(f"No results of {name} in {root} yet. Make them from the repo root, either\n"
-          f"  on a GPU cluster:  make {target} EXECUTOR=slurm CLUSTER=<profile in slurm/> SEEDS=10\n"
-          f"  or as an offline rehearsal on digits (minutes on a CPU; the numbers mean nothing):\n"
-          f"    python -m experiments.sweep {name} --miniature --seeds 2 --jobs 2 --executor local --wandb disabled\n"
-          f"    python -m experiments.aggregate {name} --miniature --seeds 2\n"
-          f"    python -m experiments.plots {name} --miniature\n"
-          f"  (this notebook then shows the rehearsal, labelled as such).")
+    print(f"No results of {name} in {root} yet. {how_to_make(name, make=make, offline=offline)}")
     return root
+
+
+def how_to_make(name: str, *, make: str = "", offline: bool = False) -> str:
+    """The commands that make an experiment's results, run from the repo root: on a CPU for real where it trains
+    offline; on a GPU cluster otherwise, or as an offline rehearsal on digits."""
+    if offline and make:
+        return f"Make them offline on a CPU: make {make} (from the repo root)."
+    if offline:  # trained on a CPU, for real, in minutes to hours
+        return (f"Make them on a CPU, from the repo root:\n"
+                f"    python -m experiments.sweep {name} --executor local --jobs 2\n"
+                f"    python -m experiments.aggregate {name}\n"
+                f"    python -m experiments.plots {name}")
+    cluster = (f"make {make} EXECUTOR=slurm CLUSTER=<profile in slurm/> SEEDS=10" if make else
+               f"python -m experiments.sweep {name} --executor slurm --cluster <profile in slurm/>, then "
+               f"python -m experiments.aggregate {name} and python -m experiments.plots {name}")
+    return (f"Make them from the repo root, either\n"
+            f"  on a GPU cluster:  {cluster}\n"
+            f"  or as an offline rehearsal on digits (minutes on a CPU; the numbers mean nothing):\n"
+            f"    python -m experiments.sweep {name} --miniature --seeds 2 --jobs 2 --executor local --wandb disabled\n"
+            f"    python -m experiments.aggregate {name} --miniature --seeds 2\n"
+            f"    python -m experiments.plots {name} --miniature\n"
+            f"  (this notebook then shows the rehearsal, labelled as such).")

@@ -36,8 +36,8 @@ from typing import Any
 
 from experiments.catalog import MINIATURE_EPOCHS, PlannedRun, experiment_names, get_experiment
 from experiments.costs import run_hours
-from experiments.data.prepare import CHECKS as DATA_CHECKS
-from experiments.data.prepare import PREPARABLE, DataCheck, check_data, prepare_command
+from experiments.data import dataset
+from experiments.data.prepare import DataCheck, check_data, prepare_command
 from experiments.executors import run_local, slurm_available, submit_slurm
 from experiments.planning import (  # noqa: F401  (select: re-exported)
     DAMAGED_SUMMARY,
@@ -84,12 +84,13 @@ def print_catalog(file: Any = None) -> None:
         experiment = get_experiment(name)
         print(f"{name:<22} {experiment.seeds:>5} {len(distinct):>5} {shared:>6} {len(distinct) - shared:>5} "
               f"{hours:>9.1f} {devices:<5}{'*' if guess else ' '} {experiment.title}", file=file)
-    paper = {run.name: run for name, runs in planned.items() if not _offline(runs) for run in runs}
+    paper = {run.name: run for name, runs in planned.items() if not get_experiment(name).offline for run in runs}
     hours, devices, _ = _hours(paper.values())
     print(f"\nthe paper (every experiment above but the offline ones): {len(paper)} distinct runs, "
           f"~{hours:,.0f} {devices} hours at most (each run's whole epoch budget)", file=file)
     if assumed:
-        print("* includes epoch times assumed, not measured, or unknown and counted as 0 (see experiments/costs.py)",
+        print("* includes epoch times assumed, not measured, or unknown and counted as 0 (each dataset's "
+              "epoch_costs in experiments/data/)",
               file=file)
 
 
@@ -109,7 +110,7 @@ def data_checks(runs: Sequence[PlannedRun]) -> list[DataCheck]:
     """Whether each dataset the runs need is present and verified at its data root (those with something to
     check only: a dataset needing no preparation, such as digits, is left out)."""
     needed = sorted({(run.config.dataset, run.config.data_root) for run in runs})
-    return [check_data(dataset, root) for dataset, root in needed if dataset in DATA_CHECKS]
+    return [check_data(name, root) for name, root in needed if dataset(name).check]
 
 
 def _data_missing(checks: Sequence[DataCheck]) -> str:
@@ -117,7 +118,7 @@ def _data_missing(checks: Sequence[DataCheck]) -> str:
     missing = [check for check in checks if not check.ready]
     lines = [check.line() for check in missing]
     for root in sorted({check.root for check in missing}):
-        names = [check.dataset for check in missing if check.root == root and check.dataset in PREPARABLE]
+        names = [check.dataset for check in missing if check.root == root and dataset(check.dataset).prepare]
         if names:
             lines.append(f"prepare with: {prepare_command(names, root)} (or: make data DATA_ROOT={root})")
     return "data not ready, every run would fail on it:\n  " + "\n  ".join(lines)
@@ -155,14 +156,6 @@ def _queue_unknown(unknown: Sequence[RunStatus]) -> str:
     return (f"{len(unknown)} submitted run(s) not finished ({names}) may still be queued or running, and the "
             f"SLURM queue cannot be read: {unknown[0].detail}. Run this where squeue answers; if those jobs are "
             "gone for good (the cluster with them), remove their entries from runs/sweeps/*/submitted.json")
-
-
-#: Datasets made on the machine (bundled or generated), whose experiments are CPU work, not the paper's GPU bill.
-OFFLINE_DATASETS = ("digits", "mnist1d")
-
-
-def _offline(runs: Sequence[PlannedRun]) -> bool:
-    return all(run.config.dataset in OFFLINE_DATASETS for run in runs)
 
 
 def _hours(runs: Any) -> tuple[float, str, bool]:

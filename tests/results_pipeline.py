@@ -24,34 +24,16 @@ from pathlib import Path
 import torch
 
 from experiments import aggregate, plots
-from experiments.catalog import PlannedRun
+from experiments.catalog import PlannedRun, experiment_names, get_experiment
 from experiments.job import train_run
 from experiments.sweep import plan
 
-#: (experiment, seeds, --only): what the tests build. Grids the paper sweeps get one seed and a corner.
-PIPELINE: tuple[tuple[str, int, tuple[str, ...]], ...] = (
-    ("table2", 2, ()),
-    ("table1", 2, ("cell=Ultimate Optimizer", "cell=Label Wave (δ=5)", "cell=NeVe (δ=10)")),
-    ("fig4a", 2, ("holdout=0", "holdout=0.1", "holdout=0.3")),
-    ("fig5", 2, ()),
-    ("fig8", 1, ()),
-    ("fig4b", 1, ("aux=gaussian", "aux_size=10", "aux_size=100")),
-    ("fig6", 1, ("aux=gaussian",)),
-    ("fig7", 1, ()),
-    ("ablation-alpha-delta", 1, ("alpha=0.25", "alpha=0.5", "patience=10")),
-    ("paper-vs-code", 1, ("setting=paper", "setting=code")),
-    ("demo", 2, ("method=NeVe", "method=Baseline")),
-    ("mnist1d-tuning-free", 2, ()),  # miniature: both blocks are digits ResNet-8, so 16 distinct runs
-    # MNIST-1D (its recipes on digits ResNet-8): Table II adds only V.Loss, Fig. 4a and Fig. 6 nothing.
-    ("mnist1d-table2", 2, ()),
-    ("mnist1d-demo", 2, ()),  # make demo: Table II's CNN rows (shared)
-    ("mnist1d-fig4a", 2, ("holdout=0", "holdout=0.1", "holdout=0.3")),
-    ("mnist1d-fig6", 1, ()),
-    ("mnist1d-table1", 2, ("cell=Ultimate Optimizer", "cell=Label Wave (δ=5)", "cell=NeVe (δ=10)")),
-    ("mnist1d-published", 1, ()),
-    ("mnist1d-table2-code", 1, ()),
-    ("mnist1d-tuning", 1, ("lr=0.1",)),  # one run: both blocks' lr 0.1 rows are one digits run
-)
+#: (experiment, seeds, --only): what the tests build, as each experiment declares it (``Experiment.rehearsal``).
+#: Grids the paper sweeps get one seed and a corner; most share runs (the miniature's MNIST-1D rows are digits
+#: ResNet-8 runs, Table II's four rows are Fig. 4a's, Fig. 5's and Fig. 8's SGD line).
+PIPELINE: tuple[tuple[str, int, tuple[str, ...]], ...] = tuple(
+    (name, experiment.rehearsal.seeds, experiment.rehearsal.only)
+    for name, experiment in ((name, get_experiment(name)) for name in experiment_names()) if experiment.rehearsal)
 #: The run made to fail: Table II's (and Fig. 4a's) V.Loss 30% at seed 1.
 BROKEN = ("table2", "V.Loss 30%", 1)
 #: The NeVe run whose stop fires (--stop mark: it trains on), and the epsilon it trains with.

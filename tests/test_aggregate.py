@@ -14,7 +14,8 @@ from results_pipeline import Build, call
 from scipy import stats
 
 from experiments import aggregate
-from experiments.catalog import TRAIN_SET_SIZE, get_experiment
+from experiments.catalog import get_experiment
+from experiments.data import dataset
 from experiments.results import load_results, results_path
 from experiments.run_folder import RunFolder
 
@@ -47,7 +48,7 @@ def test_runs_csv_is_the_run_folders_summaries(results_build: Build) -> None:
         assert row["acc_fallback"] == int(own is None)
         assert row["final_test_acc"] == pytest.approx(100 * summary["final_test_acc"])
         assert row["epochs_run"] == len(records) == summary["epochs_run"]
-        assert row["holdout_images"] == round(folder.config()["holdout"] * TRAIN_SET_SIZE["digits"])
+        assert row["holdout_images"] == round(folder.config()["holdout"] * dataset("digits").train_size)
         decays = [r["epoch"] for r in records if r["lr_reduced"]]
         assert row["lr_decay_epochs"] == " ".join(map(str, decays))
 

@@ -8,6 +8,7 @@ import pytest
 
 from experiments import catalog
 from experiments.catalog import get_experiment, grid
+from experiments.methods import methods_of
 from experiments.profiles import ProfileError, load_profile
 from experiments.sweep import main as sweep_main
 from experiments.sweep import plan, select
@@ -172,6 +173,13 @@ def test_the_example_profile_loads_and_maps_to_sbatch_options() -> None:
 
 
 def test_the_tuning_free_experiments_share_baseline_and_neve_with_table2() -> None:
+    tuning_free = methods_of("tuning-free")  # every method registered in the family is a row, nothing listed here
+    # The six the write-up compares, under the labels their rows (and results CSVs) carry.
+    six = {"schedulefree": "schedule-free", "prodigy": "Prodigy", "prodigy-cosine": "Prodigy + cosine",
+           "dadapt": "D-Adaptation (constant)", "dadapt-multistep": "D-Adaptation (MultiStep)", "dog": "DoG"}
+    declared = {m.name: m.label for m in tuning_free}
+    assert {name: declared.get(name) for name in six} == six
+    rows = 2 + len(tuning_free)
     for name, table2, blocks in (("mnist1d-tuning-free", "mnist1d-table2", ("MNIST-1D CNN", "MNIST-1D ResNet-1D")),
                                  ("tuning-free", "table2", ("CIFAR-10 ResNet-32", "CIFAR-100 ResNet-32"))):
         experiment = get_experiment(name)
@@ -179,16 +187,11 @@ def test_the_tuning_free_experiments_share_baseline_and_neve_with_table2() -> No
         assert experiment.target_margin == 0.5 and experiment.second_reference == "NeVe"
         assert experiment.also_report == ("test_acc_at_neve_stop",)
         runs = experiment.runs(10)
-        assert len(runs) == 2 * 8 * 10
+        assert len(runs) == 2 * rows * 10
         assert list(dict.fromkeys(r.cell.block for r in runs)) == list(blocks)
-        assert [c.label for c in experiment.cells[:8]] == [
-            "Baseline", "NeVe", "schedule-free", "Prodigy", "Prodigy + cosine", "D-Adaptation (constant)",
-            "D-Adaptation (MultiStep)", "DoG"]
+        assert [c.label for c in experiment.cells[:rows]] == ["Baseline", "NeVe", *(m.label for m in tuning_free)]
         methods = {r.cell.label: r.config.method for r in runs}
-        assert methods == {"Baseline": "baseline", "NeVe": "neve", "schedule-free": "schedulefree",
-                           "Prodigy": "prodigy", "Prodigy + cosine": "prodigy-cosine",
-                           "D-Adaptation (constant)": "dadapt", "D-Adaptation (MultiStep)": "dadapt-multistep",
-                           "DoG": "dog"}
+        assert methods == {"Baseline": "baseline", "NeVe": "neve", **{m.label: m.name for m in tuning_free}}
         assert all(r.config.stop == "mark" for r in runs)  # NeVe's stop is marked; every method trains the budget
         metrics = {r.cell.label: r.cell.metric for r in runs}
         assert metrics.pop("NeVe") == "test_acc_at_neve_stop" and set(metrics.values()) == {"final_test_acc"}
@@ -208,8 +211,14 @@ def test_an_unknown_reported_field_is_refused() -> None:
 
 
 # ------------------------------------------------------------------------------------------ MNIST-1D
-MNIST1D_EXPERIMENTS = ("mnist1d-published", "mnist1d-tuning", "mnist1d-table2", "mnist1d-demo", "mnist1d-table2-code",
-                       "mnist1d-table1", "mnist1d-fig4a", "mnist1d-fig6", "mnist1d-tuning-free")
+#: Every experiment that trains on MNIST-1D alone, as its cells declare it.
+MNIST1D_EXPERIMENTS = tuple(name for name in catalog.experiment_names() if get_experiment(name).datasets == ["mnist1d"])
+
+
+def test_the_mnist1d_experiments_are_found_from_their_declarations() -> None:
+    assert {"mnist1d-published", "mnist1d-tuning", "mnist1d-table2", "mnist1d-demo", "mnist1d-table2-code",
+            "mnist1d-table1", "mnist1d-fig4a", "mnist1d-fig6", "mnist1d-tuning-free"} <= set(MNIST1D_EXPERIMENTS)
+    assert all(get_experiment(name).offline for name in MNIST1D_EXPERIMENTS)
 
 
 def mnist1d_runs(name: str, seeds: int = 10) -> dict[tuple[str, str, int], catalog.PlannedRun]:

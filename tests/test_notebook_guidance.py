@@ -11,6 +11,7 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from experiments.catalog import get_experiment
 from experiments.results import notebook_results
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,6 +51,18 @@ def test_cpu_experiments_say_how_to_train_them_for_real(tmp_path: Path, capsys) 
                            ("mnist1d-table2", ["python -m experiments.sweep mnist1d-table2 --executor local",
                                                "python -m experiments.aggregate mnist1d-table2",
                                                "python -m experiments.plots mnist1d-table2"])):
-        assert notebook_results(name, root=tmp_path) == tmp_path
+        experiment = get_experiment(name)  # what the generated notebook passes: its declarations
+        assert notebook_results(name, root=tmp_path, make=experiment.make, offline=experiment.offline) == tmp_path
         out = capsys.readouterr().out
         assert all(command in out for command in commands) and "--miniature" not in out, (name, out)
+
+
+def test_what_to_run_follows_the_declarations_not_the_name(tmp_path: Path, capsys) -> None:
+    # A GPU experiment without a make target: the sweep on a cluster, and the rehearsal.
+    notebook_results("mnist1d-anything", root=tmp_path, make="", offline=False)
+    out = capsys.readouterr().out
+    assert "python -m experiments.sweep mnist1d-anything --executor slurm" in out and "--miniature" in out
+    # An offline experiment whatever its name: trained for real on a CPU.
+    notebook_results("fig5", root=tmp_path, offline=True)
+    out = capsys.readouterr().out
+    assert "python -m experiments.sweep fig5 --executor local" in out and "--miniature" not in out

@@ -16,14 +16,28 @@ from matplotlib.collections import PathCollection
 from results_pipeline import PIPELINE, Build, call
 
 from experiments import aggregate, plots
-from experiments.catalog import TRAIN_SET_SIZE, experiment_names, get_experiment
+from experiments.catalog import experiment_names, get_experiment
+from experiments.data import dataset
+from experiments.plots.profile import PROFILE_DODGE
 from experiments.results import ResultsError, figure_path, load_results, results_path
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_every_catalog_experiment_has_a_figure_layout() -> None:
-    assert set(plots.PLOTS) == set(experiment_names())
+    layouts = {name: get_experiment(name).layout for name in experiment_names()}
+    assert set(layouts.values()) <= set(plots.LAYOUTS), "a catalog entry names a layout nobody registered"
+    assert set(layouts.values()) == set(plots.LAYOUTS)  # and no layout is left unused
+    with pytest.raises(ValueError, match="no figure layout 'fig99'"):
+        plots.draw("fig99")
+
+
+def test_a_figure_follows_the_layout_its_catalog_entry_names(results_build: Build) -> None:
+    results = load_results("mnist1d-fig4a", results_build.results_dir)
+    assert get_experiment("mnist1d-fig4a").layout == "fig4a"  # the same function as the paper's Fig. 4a
+    labels = [ax.get_xlabel() for ax in _axes(plots.plot("mnist1d-fig4a", results))]
+    assert labels == [ax.get_xlabel() for ax in _axes(plots.draw("fig4a", results))]
+    assert labels != [ax.get_xlabel() for ax in _axes(plots.draw("table", results))]  # another layout, another figure
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +96,10 @@ def test_figures_have_the_papers_axes(results_build: Build, figures: dict) -> No
     m1d_fig4a, = axes("mnist1d-fig4a")
     assert m1d_fig4a.get_xlabel() == "training images moved to validation"  # miniature: digits
     (share,) = m1d_fig4a.child_axes  # the same axis in % of the training set, read back from the CSV
-    assert share.get_xlabel() == f"% of the {TRAIN_SET_SIZE['digits']:,} training images moved"
+    digits = dataset("digits").train_size
+    assert share.get_xlabel() == f"% of the {digits:,} training images moved"
     figures["mnist1d-fig4a"].draw_without_rendering()
-    assert share.get_xlim() == pytest.approx([100 * x / TRAIN_SET_SIZE["digits"] for x in m1d_fig4a.get_xlim()])
+    assert share.get_xlim() == pytest.approx([100 * x / digits for x in m1d_fig4a.get_xlim()])
     real = load_results("mnist1d-fig4a", results_build.results_dir)
     real.cells["dataset"] = "mnist1d"
     assert _axes(plots.plot("mnist1d-fig4a", real))[0].get_xlabel() == "training sequences moved to validation"
@@ -136,10 +151,30 @@ def test_the_performance_profile_is_drawn_from_the_runs_csv(results_build: Build
         for line in lines:
             taus, drawn = line.get_xdata(), line.get_ydata()
             dodge = drawn[0] - performance_profile(ratios, [1.0])[line.get_label()].iloc[0]
-            assert abs(dodge) <= plots.PROFILE_DODGE * 4  # only the small offset that keeps lines apart
+            assert abs(dodge) <= PROFILE_DODGE * 4  # only the small offset that keeps lines apart
             expected = performance_profile(ratios, taus)[line.get_label()].to_numpy()
             assert drawn - dodge == pytest.approx(expected), line.get_label()
     assert "epochs to target" in panels[0].get_title() and "wall time" in panels[1].get_title()
+
+
+def test_the_profiles_line_styles_come_from_the_methods_declarations(results_build: Build) -> None:
+    from experiments.methods import METHODS
+    from experiments.plots.panels import METHOD_COLORS
+    from experiments.plots.profile import line_styles
+
+    runs = load_results("mnist1d-tuning-free", results_build.results_dir).finished_runs
+    labels = list(dict.fromkeys(runs["cell"]))
+    styles = line_styles(runs, labels)
+    method = dict(zip(runs["cell"], runs["config.method"], strict=True))
+    assert styles["Baseline"] == (METHOD_COLORS["Baseline"], "-") and styles["NeVe"] == (METHOD_COLORS["NeVe"], "-")
+    tuning_free = [label for label in labels if METHODS[method[label]].family == "tuning-free"]
+    assert len(tuning_free) >= 6
+    for label in tuning_free:
+        declared = METHODS[method[label]]
+        same_package = {styles[other][0] for other in tuning_free if METHODS[method[other]].package == declared.package}
+        assert same_package == {styles[label][0]}, label  # one colour per package
+        assert (styles[label][1] == "--") == declared.knows_horizon or styles[label][1] in (":", "-."), label
+    assert len(set(styles.values())) == len(labels)  # no two lines alike
 
 
 def test_fig7_draws_the_velocity_on_training_and_validation_images(results_build: Build, figures: dict) -> None:

@@ -1,6 +1,7 @@
 """The data layer: ``load_data(name, root, ...) -> DataSplits``.
 
-Datasets (registry ``DATASETS``): ``cifar10``, ``cifar100`` (torchvision files, device-resident tensors,
+Datasets (registry ``DATASETS``, each a :class:`DatasetSpec` with its facts: training-set size, unit, offline or
+not, preparation check, epoch costs): ``cifar10``, ``cifar100`` (torchvision files, device-resident tensors,
 batched GPU augmentation), ``imagenet100`` (ImageFolder + DataLoader), ``digits`` (scikit-learn's bundled
 digits, offline; the data of fast tests and demos) and ``mnist1d`` (Greydanus & Kobak's MNIST-1D, generated
 offline by its own package and cached under the data root).
@@ -15,21 +16,23 @@ import torch
 
 from . import cifar, digits, imagenet100, mnist1d  # noqa: F401  (importing registers the builders)
 from .base import (
-    DATASET_OPTIONS,
     DATASETS,
+    DatasetSpec,
     DataSplits,
+    EpochCost,
     EvalStream,
     TensorEvalStream,
     TensorTrainStream,
     TrainStream,
+    dataset,
     register_dataset,
 )
 from .folder import folder_images
 from .splits import holdout_split, symmetric_label_noise
 
-TRAIN_ORDERS = ("shuffle", "fixed")  # training.config.TRAIN_ORDERS (data does not import the config)
-
-
+#: How a run walks its training set (``RunConfig.train_order``): a permutation per (seed, epoch), or the stored
+#: order every epoch (MNIST-1D's published ``train.py``).
+TRAIN_ORDERS = ("shuffle", "fixed")
 
 def load_data(
     name: str,
@@ -55,15 +58,14 @@ def load_data(
     remaining training labels only. ``image_size``: side of the model input (default: the dataset's own).
     ``test_augmentation``: the test stream applies the training augmentation, drawn per (seed, epoch) in
     ``test.batches(epoch)`` -- what the authors' Label Wave loader did; its accuracy is not a clean test accuracy.
-    ``options``: a generated dataset's generator arguments (``DATASET_OPTIONS[name]``; MNIST-1D: ``num_samples``,
+    ``options``: a generated dataset's generator arguments (``DATASETS[name].options``; MNIST-1D: ``num_samples``,
     ``seed``, ``shuffle_seq``); a dataset read from files takes none.
     ``train_order``: "shuffle" (a permutation per (seed, epoch)) or "fixed" (every epoch walks the training set
     in its stored order, as MNIST-1D's published ``train.py`` does); "fixed" needs a dataset held in memory.
     """
     if train_order not in TRAIN_ORDERS:
         raise ValueError(f"train_order must be one of {TRAIN_ORDERS}, got {train_order!r}")
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
+    spec = dataset(name)
     if int(batch_size) < 1 or (eval_batch_size is not None and int(eval_batch_size) < 1):
         raise ValueError(
             f"batch sizes must be >= 1, got batch_size={batch_size}, eval_batch_size={eval_batch_size}"
@@ -71,8 +73,8 @@ def load_data(
     if image_size is not None and int(image_size) < 1:
         raise ValueError(f"image_size must be >= 1, got {image_size}")
     options = check_options(name, options or {})
-    extra = {"options": options} if DATASET_OPTIONS[name] else {}
-    splits = DATASETS[name](
+    extra = {"options": options} if spec.options else {}
+    splits = spec.builder(
         root,
         batch_size=int(batch_size),
         eval_batch_size=None if eval_batch_size is None else int(eval_batch_size),
@@ -95,7 +97,7 @@ def load_data(
 
 def check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     """``options`` checked against what dataset ``name`` takes, each cast to its type."""
-    allowed = DATASET_OPTIONS[name]
+    allowed = dataset(name).options
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         takes = f"it takes {', '.join(sorted(allowed))}" if allowed else "it takes none (its data is read from files)"
@@ -115,13 +117,16 @@ def check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
 
 
 __all__ = [
-    "DATASET_OPTIONS",
     "DATASETS",
+    "TRAIN_ORDERS",
     "DataSplits",
+    "DatasetSpec",
+    "EpochCost",
     "EvalStream",
     "TensorEvalStream",
     "TensorTrainStream",
     "TrainStream",
+    "dataset",
     "folder_images",
     "holdout_split",
     "load_data",

@@ -343,25 +343,72 @@ class DataSplits:
 
 # --------------------------------------------------------------------------------------------- registry
 Builder = Callable[..., DataSplits]
-DATASETS: dict[str, Builder] = {}
-#: Per dataset, the generation options it takes (``load_data(..., options=...)``, ``--data-option K=V``) and
-#: their types; a dataset read from files takes none.
-DATASET_OPTIONS: dict[str, dict[str, type]] = {}
 
 
-def register_dataset(name: str, options: dict[str, type] | None = None) -> Callable[[Builder], Builder]:
+@dataclass(frozen=True)
+class EpochCost:
+    """Seconds one epoch of a model takes on a dataset (training, test and velocity), on ``device``; an
+    assumption until ``measured``. ``python -m experiments.sweep --list`` prices runs with it."""
+
+    seconds: float
+    device: str
+    measured: bool
+    source: str
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset as registered: how to build it, and the facts the experiment layer reads (sizes on Fig. 4a's
+    axis, the sweep's data check and cost estimate, which experiments are CPU work).
+
+    ``check(name, root) -> DataCheck``: whether it is present and verified at a data root (None: nothing to
+    prepare, it is always ready); ``prepare(name, root, archive)``: make it ready there (None: no command can,
+    e.g. ImageNet-100). ``offline``: bundled or generated on this machine, so its runs are CPU work.
+    """
+
+    name: str
+    builder: Builder
+    title: str = ""
+    train_size: int | None = None
+    unit: str = "images"
+    offline: bool = False
+    options: dict[str, type] = field(default_factory=dict)
+    check: Callable[[str, Path], Any] | None = None
+    prepare: Callable[[str, Path, Path | None], None] | None = None
+    epoch_costs: dict[str, EpochCost] = field(default_factory=dict)
+
+
+#: Every registered dataset by name (``register_dataset``).
+DATASETS: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(name: str, options: dict[str, type] | None = None, *, title: str = "",
+                     train_size: int | None = None, unit: str = "images", offline: bool = False,
+                     check: Callable[[str, Path], Any] | None = None,
+                     prepare: Callable[[str, Path, Path | None], None] | None = None,
+                     epoch_costs: dict[str, EpochCost] | None = None) -> Callable[[Builder], Builder]:
     """Decorator: register a builder ``fn(root: Path, *, batch_size, eval_batch_size, holdout, label_noise,
     seed, device, download, num_workers, image_size, test_augmentation[, options]) -> DataSplits`` under
-    ``name``; a builder with ``options`` (name -> type) also gets ``options=`` (a dict of those only)."""
+    ``name``, with its facts (:class:`DatasetSpec`); a builder with ``options`` (name -> type) also gets
+    ``options=`` (a dict of those only)."""
 
     def decorate(builder: Builder) -> Builder:
         if name in DATASETS:
             raise ValueError(f"dataset {name!r} is registered twice")
-        DATASETS[name] = builder
-        DATASET_OPTIONS[name] = dict(options or {})
+        if prepare is not None and check is None:
+            raise ValueError(f"dataset {name!r}: a dataset that can be prepared needs a check of it too")
+        DATASETS[name] = DatasetSpec(name, builder, title or name, train_size, unit, offline, dict(options or {}),
+                                 check, prepare, dict(epoch_costs or {}))
         return builder
 
     return decorate
+
+
+def dataset(name: str) -> DatasetSpec:
+    """The registered dataset ``name``, or a ValueError listing the known ones."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name]
 
 
 def as_path(root: str | Path) -> Path:

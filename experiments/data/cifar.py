@@ -14,6 +14,10 @@ is True.
 from __future__ import annotations
 
 import logging
+import os
+import tarfile
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +25,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import MANIFEST_NAME, DataSplits, as_path, md5_of, read_manifest, register_dataset
-from .prepare import check_data, data_root_lock, prepare
+from .base import MANIFEST_NAME, DataSplits, EpochCost, as_path, md5_of, read_manifest, register_dataset
+from .base import dataset as registered
+from .prepare import DataCheck, check_data, data_root_lock, prepare, prepare_command
 from .splits import check_holdout, check_label_noise, tensor_splits
 
 log = logging.getLogger(__name__)
@@ -32,7 +37,6 @@ CIFAR_STATS = {
     "cifar100": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
 }
 CIFAR_PAD = 4
-_PRETTY = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 
 
 def _torchvision_class(name: str) -> Any:
@@ -91,7 +95,7 @@ def load_cifar_arrays(name: str, root: str | Path, download: bool) -> dict[str, 
     root = as_path(root)
     cls = _torchvision_class(name)
     folder = root / cls.base_folder
-    pretty = _PRETTY[name]
+    pretty = registered(name).title
     manifest = read_manifest(folder) if folder.is_dir() else None
     synthetic = manifest is not None
     if synthetic:
@@ -117,7 +121,7 @@ def load_cifar_arrays(name: str, root: str | Path, download: bool) -> dict[str, 
 
 
 def _read_cifar(name: str, root: Path, cls: Any, folder: Path, synthetic: bool) -> dict[str, Any]:
-    pretty = _PRETTY[name]
+    pretty = registered(name).title
     splits = {}
     for train in (True, False):
         try:
@@ -141,6 +145,85 @@ def _read_cifar(name: str, root: Path, cls: Any, folder: Path, synthetic: bool) 
         "classes": classes,
         "synthetic": synthetic,
     }
+
+
+# ---------------------------------------------------------------------------------------------- prepare
+def _official_md5s(cls: Any) -> dict[str, str]:
+    """File -> official md5, as torchvision verifies them."""
+    return dict(_file_checks(cls))
+
+
+def _bad_files(folder: Path, expected: dict[str, str]) -> list[str]:
+    return [f for f, m in expected.items() if not (folder / f).is_file() or md5_of(folder / f) != m]
+
+
+def check_cifar(name: str, root: Path) -> DataCheck:
+    """Whether CIFAR is at ``root``, every file matching the official checksums (a synthetic folder's: its
+    manifest's)."""
+    cls = _torchvision_class(name)
+    folder = root / cls.base_folder
+    command = prepare_command([name], root)
+    if not folder.is_dir():
+        return DataCheck(name, root, False, f"no folder {folder}", command)
+    manifest = read_manifest(folder)
+    expected = _official_md5s(cls)
+    if manifest is not None:
+        expected = {f: manifest.get("md5", {}).get(f, "") for f in expected}
+    bad = _bad_files(folder, expected)
+    kind = "its SYNTHETIC manifest's checksums" if manifest is not None else "the official checksums"
+    if bad:
+        return DataCheck(name, root, False, f"{', '.join(bad)} missing or not matching {kind}", command)
+    return DataCheck(name, root, True, f"verified against {kind}")
+
+
+def prepare_cifar(name: str, root: Path, archive: Path | None) -> None:
+    """Download (or take ``archive``), verify and extract CIFAR into ``root`` atomically (the caller holds the
+    root's lock: :func:`experiments.data.prepare.prepare`)."""
+    cls = _torchvision_class(name)
+    pretty, target = registered(name).title, root / cls.base_folder
+    with tempfile.TemporaryDirectory(prefix=f".prepare-{name}-", dir=root) as tmp:
+        if archive is None:
+            from torchvision.datasets.utils import download_url
+
+            log.info("downloading %s from %s", pretty, cls.url)
+            try:
+                download_url(cls.url, tmp, cls.filename)
+            except OSError as error:
+                raise RuntimeError(f"could not download {pretty} from {cls.url} ({error}); download it where "
+                                   f"there is internet and pass it with --from FILE") from error
+            archive = Path(tmp) / cls.filename
+        if not archive.is_file():
+            raise FileNotFoundError(f"--from {archive}: no such file")
+        official = md5_of(archive) == cls.tgz_md5
+        extracted = Path(tmp) / "extracted"
+        try:
+            with tarfile.open(archive, "r:*") as tar:
+                tar.extractall(extracted, filter="data")
+        except (tarfile.TarError, EOFError, OSError) as error:
+            raise ValueError(f"{archive} is not a readable {pretty} archive ({error}); nothing was changed in "
+                             f"{root}") from error
+        folder = extracted / cls.base_folder
+        manifest = read_manifest(folder) if folder.is_dir() else None
+        if not official and manifest is None:
+            raise ValueError(f"{archive}'s md5 is not {pretty}'s official {cls.tgz_md5}: it is not the archive "
+                             f"from {cls.url}, or an incomplete copy of it; nothing was changed in {root}")
+        if not folder.is_dir():
+            raise ValueError(f"{archive} holds no {cls.base_folder}/ folder; nothing was changed in {root}")
+        expected = _official_md5s(cls)
+        if manifest is not None:
+            log.warning("%s is SYNTHETIC data (manifest from tests.synthetic_data), verified against its own "
+                        "checksums: do not report results on it", archive)
+            expected = {f: manifest.get("md5", {}).get(f, "") for f in expected}
+        bad = _bad_files(folder, expected)
+        if bad:
+            raise ValueError(f"{archive}: {', '.join(bad)} missing or failing their checksums after extraction; "
+                             f"nothing was changed in {root}")
+        if target.exists():  # incomplete or corrupted: kept aside for the user, never deleted
+            aside = target.with_name(f"{target.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
+            target.rename(aside)
+            log.warning("%s failed its checksums; moved it to %s", target, aside)
+        os.rename(folder, target)
+    log.info("%s is ready at %s", pretty, target)
 
 
 def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -187,11 +270,19 @@ def _build_cifar(name: str, root: str | Path, **kw: Any) -> DataSplits:
     )
 
 
-@register_dataset("cifar10")
+#: 50,000 training images each; an H100 epoch of ResNet-32 (training, test and velocity), eager, bf16.
+CIFAR_FACTS: dict[str, Any] = {
+    "train_size": 50_000, "check": check_cifar, "prepare": prepare_cifar,
+    "epoch_costs": {"resnet32": EpochCost(8.0, "H100", True, "a real NeVe run: 50,000 train images, test and "
+                                                             "velocity, eager, bf16 (issue 2-4 session)")},
+}
+
+
+@register_dataset("cifar10", title="CIFAR-10", **CIFAR_FACTS)
 def build_cifar10(root: str | Path, **kw: Any) -> DataSplits:
     return _build_cifar("cifar10", root, **kw)
 
 
-@register_dataset("cifar100")
+@register_dataset("cifar100", title="CIFAR-100", **CIFAR_FACTS)  # same images and model; a 100-way head
 def build_cifar100(root: str | Path, **kw: Any) -> DataSplits:
     return _build_cifar("cifar100", root, **kw)

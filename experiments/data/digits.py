@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import DataSplits, register_dataset
+from .base import DataSplits, EpochCost, register_dataset
 from .splits import check_holdout, check_label_noise, tensor_splits
 
 DIGITS_TRAIN = 1497
@@ -42,7 +42,9 @@ def load_digits_tensors(image_size: int | None = None) -> dict[str, Any]:
     }
 
 
-@register_dataset("digits")
+@register_dataset("digits", train_size=DIGITS_TRAIN, offline=True,
+                  epoch_costs={"resnet8": EpochCost(0.5, "CPU", True, "2-core CPU, fp32, 1,497 images, test and "
+                                                                       "velocity")})
 def build_digits(root: str | Path, **kw: Any) -> DataSplits:
     """``root`` is ignored: the data ships with scikit-learn."""
     check_holdout(kw["holdout"])

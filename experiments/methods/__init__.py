@@ -1,18 +1,26 @@
-"""The compared methods, one small policy each, all run by the same trainer."""
+"""The compared methods, one small policy each, all run by the same trainer.
 
-from experiments.methods import (  # noqa: F401  (registration)
-    baseline,
-    dadapt_method,
-    dog_method,
-    labelwave,
-    neve_method,
-    prodigy_method,
-    schedulefree_method,
-    ultimate,
-    vloss,
-)
+Every module of this package is imported here, so a method module registers itself (``@register_method``): a
+new method is its module (and its package's line in the dependency files), nothing else. Modules are imported
+in name order, which is the order methods are listed in (a family's rows in the catalog, the CLI's help).
+"""
+
+import importlib
+import pkgutil
+
 from experiments.methods.base import Decision, EpochResult, Policy, Stepper, make_optimizer
-from experiments.methods.registry import METHODS, method_class, register_method
+from experiments.methods.registry import (
+    FAMILIES,
+    METHODS,
+    method_class,
+    method_help,
+    method_names,
+    methods_of,
+    register_method,
+)
 
-__all__ = ["METHODS", "Decision", "EpochResult", "Policy", "Stepper", "make_optimizer", "method_class",
-           "register_method"]
+for _module in sorted(module.name for module in pkgutil.iter_modules(__path__)):
+    importlib.import_module(f"{__name__}.{_module}")
+
+__all__ = ["FAMILIES", "METHODS", "Decision", "EpochResult", "Policy", "Stepper", "make_optimizer", "method_class",
+           "method_help", "method_names", "methods_of", "register_method"]

@@ -122,6 +122,10 @@ class Policy:
     """A method: lr and stop decisions. Subclasses override what they need; state is checkpointed."""
 
     name: ClassVar[str] = ""
+    #: Declared at ``register_method`` (``experiments.methods.registry``): its row label, family and package.
+    label: ClassVar[str] = ""
+    family: ClassVar[str] = ""
+    package: ClassVar[str] = ""
     #: Whether the method needs a validation split (``--holdout``).
     needs_holdout: ClassVar[bool] = False
 

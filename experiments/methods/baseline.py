@@ -7,8 +7,10 @@ from experiments.methods.registry import register_method
 from experiments.methods.schedules import recipe_lr
 
 
-@register_method("baseline")
+@register_method("baseline", label="Baseline", family="paper")
 class Baseline(Policy):
+    """The recipe's schedule (MultiStep, or warm-up and cosine), no stop: the reference every table tests against."""
+
     def start_epoch(self, epoch: int, stepper: Stepper) -> None:
         stepper.set_lr(recipe_lr(epoch, self.config))
 
@@ -17,6 +19,6 @@ class Baseline(Policy):
         return Decision(lr_reduced=recipe_lr(result.epoch + 1, self.config) < recipe_lr(result.epoch, self.config))
 
 
-@register_method("none")
+@register_method("none", label="constant lr", family="paper")
 class ConstantLR(Policy):
     """The recipe's optimizer at its initial lr throughout: no schedule, no stop."""

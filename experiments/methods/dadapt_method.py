@@ -51,7 +51,7 @@ class DAdaptStepper(Stepper):
         return {"d": d, "step_size": None if not g0 else d * lr / g0}
 
 
-@register_method("dadapt")
+@register_method("dadapt", label="D-Adaptation (constant)", package="dadaptation")
 class DAdaptation(TuningFreePolicy):
     """D-Adaptation SGD with momentum 0.9 at a constant lr of 1: the step size d is estimated."""
 
@@ -61,7 +61,7 @@ class DAdaptation(TuningFreePolicy):
         return {"lr": 1.0, "weight_decay": self.config.weight_decay, "growth_rate": GROWTH_RATE, "d0": D0}
 
     def build_stepper(self, model: nn.Module) -> Stepper:
-        dadaptation = import_package("dadaptation", "dadaptation", self.name)
+        dadaptation = import_package("dadaptation", self.package, self.name)
         optimizer = dadaptation.DAdaptSGD(model.parameters(), lr=self.base_lr, momentum=MOMENTUM,
                                           weight_decay=float(self.setting("weight_decay")),
                                           growth_rate=float(self.setting("growth_rate")),
@@ -69,7 +69,7 @@ class DAdaptation(TuningFreePolicy):
         return DAdaptStepper(optimizer)
 
 
-@register_method("dadapt-multistep")
+@register_method("dadapt-multistep", label="D-Adaptation (MultiStep)", package="dadaptation")
 class DAdaptationMultiStep(DAdaptation):
     """D-Adaptation SGD under the recipe's MultiStep schedule (knows the horizon)."""
 

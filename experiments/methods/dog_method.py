@@ -88,7 +88,7 @@ class DoGStepper(Stepper):
         self.averager.load_state_dict(state["averager"])
 
 
-@register_method("dog")
+@register_method("dog", label="DoG", package="dog-optimizer")
 class DoGMethod(TuningFreePolicy):
     """DoG at lr 1 with polynomial-decay iterate averaging; the averaged model is evaluated."""
 
@@ -99,7 +99,7 @@ class DoGMethod(TuningFreePolicy):
         return {"lr": 1.0, "weight_decay": self.config.weight_decay, "reps_rel": None}
 
     def build_stepper(self, model: nn.Module) -> Stepper:
-        dog = import_package("dog", "dog-optimizer", self.name)
+        dog = import_package("dog", self.package, self.name)
         reps_rel = self.setting("reps_rel")
         if reps_rel is None:
             reps_rel = REPS_REL_BATCHNORM if batchnorm_layers(model) else REPS_REL

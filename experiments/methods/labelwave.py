@@ -29,7 +29,7 @@ from experiments.methods.registry import register_method
 NO_PREDICTION = -1
 
 
-@register_method("labelwave")
+@register_method("labelwave", label="Label Wave", family="related")
 class LabelWave(Baseline):
     """Recipe schedule; stop ``patience`` epochs after the minimum of the per-epoch prediction changes."""
 

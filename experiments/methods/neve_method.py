@@ -9,7 +9,7 @@ from experiments.methods.registry import register_method
 from neve.controller import NeVeRule
 
 
-@register_method("neve")
+@register_method("neve", label="NeVe", family="paper")
 class NeVeMethod(Policy):
     """Constant lr decayed by alpha on a velocity-change plateau; stop when velocity < epsilon."""
 

@@ -53,7 +53,7 @@ class ProdigyStepper(Stepper):
         return {"d": d, "step_size": d * lr}  # Adam's step size is d * lr
 
 
-@register_method("prodigy")
+@register_method("prodigy", label="Prodigy", package="prodigyopt")
 class ProdigyMethod(TuningFreePolicy):
     """Prodigy at lr 1: Adam whose step size d is estimated on the fly; no schedule."""
 
@@ -96,7 +96,7 @@ class ProdigyMethod(TuningFreePolicy):
 
     def build_stepper(self, model: nn.Module) -> Stepper:
         c = self.config
-        prodigyopt = import_package("prodigyopt", "prodigyopt", self.name)
+        prodigyopt = import_package("prodigyopt", self.package, self.name)
         optimizer = prodigyopt.Prodigy(model.parameters(), lr=self.base_lr, betas=tuple(c.betas),
                                        weight_decay=float(self.setting("weight_decay")), decouple=True,
                                        d_coef=float(self.setting("d_coef")),
@@ -106,7 +106,7 @@ class ProdigyMethod(TuningFreePolicy):
         return ProdigyStepper(optimizer)
 
 
-@register_method("prodigy-cosine")
+@register_method("prodigy-cosine", label="Prodigy + cosine", package="prodigyopt")
 class ProdigyCosine(ProdigyMethod):
     """Prodigy with the README's cosine annealing over the whole budget (knows the horizon)."""
 

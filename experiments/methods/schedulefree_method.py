@@ -69,7 +69,7 @@ class ScheduleFreeStepper(Stepper):
         return {"step_size": group_value(self.optimizer, "scheduled_lr")}
 
 
-@register_method("schedulefree")
+@register_method("schedulefree", label="schedule-free", package="schedulefree")
 class ScheduleFree(TuningFreePolicy):
     """Schedule-free SGD (AdamW for Adam recipes): constant lr after a 5% warm-up, iterate averaging."""
 
@@ -90,7 +90,7 @@ class ScheduleFree(TuningFreePolicy):
 
     def build_stepper(self, model: nn.Module) -> Stepper:
         c = self.config
-        schedulefree = import_package("schedulefree", "schedulefree", self.name)
+        schedulefree = import_package("schedulefree", self.package, self.name)
         weight_decay = float(self.setting("weight_decay"))
         warmup_steps = round(self.fraction("warmup_fraction") * c.epochs * self.steps_per_epoch)
         params: Any = model.parameters()
@@ -103,7 +103,7 @@ class ScheduleFree(TuningFreePolicy):
         return ScheduleFreeStepper(optimizer)
 
 
-@register_method("schedulefree-adamw")
+@register_method("schedulefree-adamw", label="schedule-free AdamW", package="schedulefree")
 class ScheduleFreeAdamW(ScheduleFree):
     """Schedule-free AdamW at its package defaults (lr 0.0025) whatever the recipe, 5% warm-up."""
 

@@ -33,6 +33,7 @@ def import_package(module: str, package: str, method: str) -> Any:
 class TuningFreePolicy(Policy):
     """A tuning-free optimizer as a method: lr multiplier per epoch (constant 1 by default), no stop."""
 
+    family = "tuning-free"
     #: Whether the method is told the training budget (a schedule or warm-up sized from ``epochs``).
     knows_horizon: ClassVar[bool] = False
     #: The ``RunConfig.extra`` keys this method reads (each overrides one of its documented settings).

@@ -178,7 +178,8 @@ class UltimateStepper(Stepper):
         self._last_step = {key: dict(values) for key, values in last.items()}
 
 
-@register_method("ultimate")
+@register_method("ultimate", label="Ultimate Optimizer", family="related",
+                 package="gradient-descent-the-ultimate-optimizer")
 class UltimateOptimizer(Policy):
     """Hyper-SGD learns the lr and momentum of SGD; constant schedule (nothing to set), no stop."""
 

@@ -10,7 +10,7 @@ from experiments.methods.registry import register_method
 from neve.controller import Plateau, min_lr_change
 
 
-@register_method("vloss")
+@register_method("vloss", label="V.Loss", family="paper")
 class ValidationLoss(Policy):
     """Decay by alpha when the validation loss plateaus for more than ``patience`` epochs; stop when it
     has not reached a new minimum for more than ``stop_patience`` epochs; report the best-validation model.

@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments.data import check_options
+from experiments.data import TRAIN_ORDERS, check_options
 from experiments.models.resnet_cifar import RESNET_VARIANTS
 from experiments.training.precision import PRECISIONS
 from experiments.training.recipes import OPTIMIZER_DEFAULT_LR, recipe_for
+from experiments.training.records import WANDB_MODES as WANDB_RUN_MODES
 from neve.aux_sets import AUX_NOISES
 from neve.controller import PLATEAU_RULES, check_alpha, check_epsilon, check_patience
 from neve.velocity import VELOCITY_FORMS
@@ -21,8 +22,8 @@ AUX_KINDS = ("gaussian", "val", "train")
 #: Extra sets whose velocity is recorded each epoch beside the aux set's (Fig. 7): ``velocity_<set>`` columns.
 VELOCITY_SETS = ("train", "val")
 STOP_MODES = ("halt", "mark")
-TRAIN_ORDERS = ("shuffle", "fixed")
-WANDB_MODES = ("auto", "online", "offline", "disabled")
+#: ``--wandb``: W&B's own modes, or "auto" (resolved when the run starts: ``records.resolve_wandb_mode``).
+WANDB_MODES = ("auto", *WANDB_RUN_MODES)
 #: Fields that may change between a run and its resume (where it runs, how it logs, how fast it goes);
 #: they are not part of a run's identity (its folder name).
 RESUMABLE_FIELDS = {"out", "wandb", "device", "precision", "num_workers", "download", "data_root", "progress",

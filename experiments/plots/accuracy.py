@@ -1,0 +1,110 @@
+"""Accuracy against what a method spends on its stop: the training examples V.Loss moves to validation (Fig. 4a)
+and the size and kind of NeVe's aux set (Fig. 4b)."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from experiments.plots import layout
+from experiments.plots.panels import (
+    AUX_NAMES,
+    BLUE,
+    FALLBACK_NOTE,
+    SET_COLORS,
+    WIDTH,
+    bottom_legend,
+    color_of,
+    fallback_points,
+    new_figure,
+    seed_label,
+    styled,
+)
+from experiments.results import Results
+
+
+@layout("fig4a")
+@styled
+def plot_fig4a(results: Results) -> Figure:
+    """Fig. 4a: V.Loss accuracy against the training images it moves to validation; NeVe and the Baseline hold
+    out nothing (horizontal lines, ±std bands)."""
+    cells, runs = results.cells, results.finished_runs
+    figure, (ax,) = new_figure(1, height=3.2, width=WIDTH * 0.62)
+    held = cells[cells["holdout_images"] > 0].sort_values("holdout_images")
+    for index, (method, rows) in enumerate(held.groupby("method", sort=False)):
+        color = color_of(str(method), index=index)
+        ax.errorbar(rows["holdout_images"], rows["mean"], yerr=rows["std"].fillna(0), color=color, marker="o",
+                    capsize=2.5, label=f"{method} (early stop on held-out loss)")
+        seeds = runs[runs["method"] == method]
+        ax.scatter(seeds["holdout_images"], seeds["acc"], s=9, color=color, alpha=0.35, linewidths=0)
+    most = held["holdout_images"].max()
+    span = np.array([0, 1 if math.isnan(most) else most])
+    for index, (_, cell) in enumerate(cells[cells["holdout_images"] == 0].iterrows()):
+        color = color_of(cell["cell"])
+        # Different dashes: two references with equal numbers stay visible one over the other.
+        ax.plot(span, [cell["mean"]] * 2, color=color, linestyle=("--", ":", "-.")[index % 3],
+                linewidth=2.2 - 0.6 * (index % 3), label=f"{cell['cell']} (nothing held out)")
+        if not math.isnan(cell["std"]):
+            ax.fill_between(span, cell["mean"] - cell["std"], cell["mean"] + cell["std"], color=color, alpha=0.12,
+                            linewidth=0)
+    fallback = fallback_points(ax, cells, "holdout_images", BLUE)
+    unit = unit_of(str(cells["dataset"].iloc[0]))
+    ax.set_xlabel(f"training {unit} moved to validation")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_xlim(left=0)
+    ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    size = training_set_size(cells)
+    if size:  # the same axis as a share of the training set: comparable across datasets of any size
+        top = ax.secondary_xaxis("top", functions=(lambda n: 100 * n / size, lambda p: p * size / 100))
+        top.set_xlabel(f"% of the {size:,} training {unit} moved")
+    bottom_legend(figure, ax, ncols=1,
+                  notes=[seed_label(results.runs), *([FALLBACK_NOTE] if fallback else [])])
+    return figure
+
+
+def training_set_size(cells: pd.DataFrame) -> int | None:
+    """The training set's size, read back from the cells as examples held out / fraction held out at the largest
+    holdout (where the rounding of the count matters least); None where no cell holds anything out."""
+    if "holdout" not in cells.columns:
+        return None
+    held = cells[(cells["holdout"] > 0) & (cells["holdout_images"] > 0)]
+    if held.empty:
+        return None
+    most = held.loc[held["holdout_images"].idxmax()]
+    return round(most["holdout_images"] / most["holdout"])
+
+
+def unit_of(dataset_name: str) -> str:
+    """What one training example of the dataset is called on an axis (MNIST-1D's are sequences), as the dataset
+    declares it; imports the data registry (and torch) only when a figure draws training examples."""
+    from experiments.data import dataset
+
+    return dataset(dataset_name).unit
+
+
+@layout("fig4b")
+@styled
+def plot_fig4b(results: Results) -> Figure:
+    """Fig. 4b: NeVe's accuracy against the size of the aux set (log axis), one line per aux type."""
+    cells, runs = results.cells, results.finished_runs
+    x = "config.aux_size" if "config.aux_size" in cells.columns else "aux_size"
+    figure, (ax,) = new_figure(1, height=3.2, width=WIDTH * 0.62)
+    fallback = False
+    for index, (aux, rows) in enumerate(cells.groupby("aux", sort=False)):
+        rows = rows.drop_duplicates(x).sort_values(x)
+        color = color_of(str(aux), SET_COLORS, index)
+        ax.errorbar(rows[x], rows["mean"], yerr=rows["std"].fillna(0), color=color, marker="o", capsize=2.5,
+                    label=AUX_NAMES.get(str(aux), str(aux)))
+        seeds = runs[runs["aux"] == aux].drop_duplicates("run")
+        ax.scatter(seeds[x], seeds["acc"], s=9, color=color, alpha=0.35, linewidths=0)
+        fallback |= fallback_points(ax, rows, x, color)
+    ax.set_xscale("log")
+    ax.set_xlabel("aux set size |D_aux| (images, log scale)")
+    ax.set_ylabel("test accuracy at NeVe's stop (%)")
+    bottom_legend(figure, ax, ncols=2,
+                  notes=[seed_label(results.runs), *([FALLBACK_NOTE] if fallback else [])])
+    return figure

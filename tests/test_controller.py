@@ -115,8 +115,11 @@ def test_rule_state_round_trip():
     rule = NeVeRule(patience=2, alpha=0.25, epsilon=0.01)
     run_rule(rule, [0.5, 0.005, 0.5], [None, 0.1, 0.2])
     resumed = NeVeRule()
-    resumed.load_state_dict(copy.deepcopy(rule.state_dict()))
-    assert (resumed.alpha, resumed.epsilon, resumed.stop_epoch) == (0.25, 0.01, 2)
+    with pytest.raises(ValueError, match="alpha=0.25 \\(saved\\) vs 0.5 \\(now\\)"):
+        resumed.load_state_dict(copy.deepcopy(rule.state_dict()))  # built with other settings: refused
+    assert resumed.load_state_dict(copy.deepcopy(rule.state_dict()), settings="saved") == {
+        "alpha": (0.25, 0.5), "patience": (2, 10), "epsilon": (0.01, 1e-3)}
+    assert (resumed.alpha, resumed.epsilon, resumed.plateau.patience, resumed.stop_epoch) == (0.25, 0.01, 2, 2)
     later = [report(t, 0.5, 0.3) for t in range(4, 10)]
     assert [rule.decide(r) for r in later] == [resumed.decide(r) for r in later]
 
@@ -198,8 +201,8 @@ def test_neve_state_round_trip_mid_run_gives_identical_decisions():
     resumed_model, resumed_optimizer = tiny_setup(seed=1, lr=0.7)  # fresh objects, other weights and lr
     resumed_model.load_state_dict(saved["model"])
     resumed_optimizer.load_state_dict(saved["optimizer"])
-    resumed = NeVe(resumed_model, resumed_optimizer, aux, patience=7, alpha=0.9)
-    resumed.load_state_dict(saved["neve"])
+    resumed = NeVe(resumed_model, resumed_optimizer, aux, patience=1, batch_size=7)
+    assert resumed.load_state_dict(saved["neve"]) == {}
 
     original, again = [], []
     for epoch in range(5, 13):

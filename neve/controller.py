@@ -91,6 +91,7 @@ class Plateau:
         return False
 
     def state_dict(self) -> dict[str, Any]:
+        """The patience, the best value so far and the count of epochs without a new best."""
         return {"patience": self.patience, "best": self.best, "bad_epochs": self.bad_epochs}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -126,6 +127,7 @@ class NeVeRule:
         return reduce, stop
 
     def state_dict(self) -> dict[str, Any]:
+        """Settings, the plateau detector and the stop epoch: what a resumed run needs to decide alike."""
         return {"alpha": self.alpha, "epsilon": self.epsilon, "plateau_rule": self.plateau_rule,
                 "plateau": self.plateau.state_dict(), "stop_epoch": self.stop_epoch}
 

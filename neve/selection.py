@@ -257,10 +257,14 @@ def _explain(model: nn.Module, batch: Any, error: Exception) -> str:
     """The probe's error message: the torch error, the aux batch, and what to pass instead."""
     if isinstance(error, AuxMismatch):
         hint = str(error)
-    elif isinstance(error, TypeError) and "argument" in str(error):
+    elif isinstance(error, TypeError) and ("positional argument" in str(error) or "keyword argument" in str(error)):
         hint = ("the model's forward takes other arguments than one input tensor: pass the aux set as a dict of "
                 "keyword arguments ({'input_ids': ..., 'attention_mask': ...}) or a loader of such dicts, or wrap "
                 "the model in a module whose forward takes one batch")
+    elif isinstance(error, TypeError):
+        hint = ("the forward must run on inputs alone, as at inference (no labels): pass what model(x), or "
+                "model(**batch) for a dict, takes; a forward that needs more can be wrapped in a module that "
+                "supplies it")
     else:
         tensor = batch if isinstance(batch, Tensor) else None
         dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}

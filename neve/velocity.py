@@ -109,6 +109,7 @@ class VelocityTracker:
         self.velocity: dict[str, Tensor] = {}
 
     def update(self, rho: dict[str, Tensor]) -> VelocityReport:
+        """Fold one measurement's change rates (layer -> rho per neuron) into the velocities; the report of t."""
         previous = self.velocity
         if previous and previous.keys() != rho.keys():
             raise ValueError("the measured layers changed between measurements; hook the same modules each time")
@@ -128,10 +129,12 @@ class VelocityTracker:
         return VelocityReport(self.epoch, model_velocity, velocity, rho, change)
 
     def state_dict(self) -> dict[str, Any]:
+        """mu, the form, the measurement count and every neuron's last velocity."""
         return {"mu": self.mu, "form": self.form, "epoch": self.epoch,
                 "velocity": {k: v.clone() for k, v in self.velocity.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` of the same velocity form (its mu included: the monitor checks it)."""
         form = state.get("form", "paper")  # states written before the signed form existed are eq. 2's
         if form != self.form:
             raise ValueError(f"this velocity state was computed with velocity_form={form!r}, this tracker uses "

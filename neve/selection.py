@@ -121,8 +121,9 @@ class Selection:
         for module in self.modules.values():
             kinds[type(module).__name__] = kinds.get(type(module).__name__, 0) + 1
         counted = ", ".join(f"{count} {kind}" for kind, count in kinds.items())
-        text = (f"NeVe measures {len(self.modules)} modules, {sum(self.neurons.values()):,} neurons ({counted}): "
-                f"{_names(list(self.modules))}")
+        plural = "" if len(self.modules) == 1 else "s"
+        text = (f"NeVe measures {len(self.modules)} module{plural}, {sum(self.neurons.values()):,} neurons "
+                f"({counted}): {_names(list(self.modules))}")
         reasons: dict[str, list[str]] = {}
         for name, reason in self.left_out.items():
             reasons.setdefault(reason, []).append(name)

@@ -14,7 +14,7 @@ from torch import nn
 from velocity_reference import StoredActivationsVelocity
 
 import neve
-from neve.selection import FROZEN, NEVER_CALLED, is_default_module
+from neve.selection import FROZEN, NEVER_CALLED
 
 EPOCHS = 3
 
@@ -212,7 +212,7 @@ def test_gpt2_measures_its_conv1d_projections():
     layer = {"ln_1": 32, "attn.c_attn": 96, "attn.c_proj": 32, "ln_2": 32, "mlp.c_fc": 128, "mlp.c_proj": 32}
     expected = {f"transformer.h.{i}.{name}": n for i in range(2) for name, n in layer.items()}
     assert controller.monitor.neurons == {**expected, "transformer.ln_f": 32, "lm_head": 64}
-    assert sum(controller.monitor.neurons.values()) == 800  # before: 384 of them (LayerNorms and lm_head)
+    assert sum(controller.monitor.neurons.values()) == 800  # neve 0.1: 224 of them (the LayerNorms and lm_head)
     assert sum(type(m).__name__ == "Conv1D" for m in controller.monitor.modules.values()) == 8
     assert_sensible(decisions, 3e-3)
     assert_matches_reference(model, aux, ["transformer.h.0.attn.c_attn", "transformer.h.1.mlp.c_proj"],
@@ -261,7 +261,7 @@ def test_a_frozen_backbone_is_left_out_and_does_not_stop_the_fine_tune(freeze):
             backbone.eval()  # a frozen backbone keeps its BatchNorm statistics
             return loss(batch)
 
-        modules = None if rule == "default" else (lambda name, m: is_default_module(m))
+        modules = None if rule == "default" else (lambda name, m: neve.is_default_module(m))
         results[rule] = run_neve(model, optimizer, neve.gaussian_aux(16, (1, 8, 8)), loss_in_eval, batches,
                                  modules=modules)
     controller, decisions = results["default"]

@@ -114,5 +114,5 @@ def test_the_measured_modules_are_logged_once(caplog):
     with caplog.at_level("INFO", logger="neve"):
         monitor = neve.VelocityMonitor(model, neve.gaussian_aux(4, (3, 16, 16)))
     assert [record.getMessage() for record in caplog.records] == [monitor.summary()]
-    assert monitor.summary() == ("NeVe measures 1 modules, 2 neurons (1 Linear): '4'; left out 2 frozen: its output "
+    assert monitor.summary() == ("NeVe measures 1 module, 2 neurons (1 Linear): '4'; left out 2 frozen: its output "
                                  "depends on no trained parameter: '0', '1'")

@@ -219,7 +219,7 @@ class NeVe:
             monitor_options["trainable"] = trained
         self.monitor = VelocityMonitor(model, aux, mu=mu, velocity_form=velocity_form, **monitor_options)
         self._trained_ids = {id(p) for p in trained}
-        self._lr_watch = LrWatch(self.optimizers, self.schedulers)
+        self._lr_watch = LrWatch(self.schedulers)
         self._warned_frozen_change = False
         self._last: NeVeDecision | None = None
         self._say(self.monitor.summary())
@@ -244,7 +244,7 @@ class NeVe:
         optimizer step, e.g. ``step()`` before training), it warns and measures nothing: the decision has
         ``measured=False`` and neither cuts nor stops.
         """
-        self._lr_watch.check()
+        self._lr_watch.check(self.optimizers)  # read now: a framework may have replaced them
         self._check_frozen_unchanged()
         if not self._trained_since_last():
             warnings.warn("NeVe.step(): no trained parameter changed since the last measurement (no optimizer "
@@ -257,7 +257,7 @@ class NeVe:
         reduced = reduce and decay_lr(self.optimizers, self.rule.alpha, self.rule.min_lr_change, self.schedulers)
         lr = self.optimizers[0].param_groups[0]["lr"]
         if reduced:
-            self._lr_watch.cut()
+            self._lr_watch.cut(self.optimizers)
             self._say(f"NeVe epoch {report.epoch}: the velocity change has not decreased for more than "
                       f"{self.rule.plateau.patience} epochs; lr {lr_before:.6g} -> {lr:.6g}")
         if stop and self.rule.stop_epoch == report.epoch:

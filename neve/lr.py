@@ -144,19 +144,18 @@ def check_schedulers(scheduler: Any, optimizers: Sequence[Optimizer]) -> list[An
 class LrWatch:
     """Warnings for lr changes NeVe was not told about (see the module docstring); each warns once."""
 
-    def __init__(self, optimizers: Sequence[Optimizer], schedulers: Sequence[Any]) -> None:
-        self.optimizers, self.schedulers = optimizers, schedulers
+    def __init__(self, schedulers: Sequence[Any]) -> None:
+        self.schedulers = schedulers
         self.after_cut: dict[int, float] = {}
         self.warned: set[str] = set()
 
-    def _unscheduled_groups(self) -> list[dict[str, Any]]:
+    def _unscheduled_groups(self, optimizers: Sequence[Optimizer]) -> list[dict[str, Any]]:
         covered = {id(group) for scheduler in self.schedulers for group in scheduler.optimizer.param_groups}
-        return [group for optimizer in self.optimizers for group in optimizer.param_groups
-                if id(group) not in covered]
+        return [group for optimizer in optimizers for group in optimizer.param_groups if id(group) not in covered]
 
-    def check(self) -> None:
+    def check(self, optimizers: Sequence[Optimizer]) -> None:
         """Before a measurement: warn if a scheduler NeVe was not given exists, or undid the last cut."""
-        unscheduled = self._unscheduled_groups()
+        unscheduled = self._unscheduled_groups(optimizers)
         if any("initial_lr" in group for group in unscheduled):
             self._warn("scheduler", "a param group carries 'initial_lr', so an lr scheduler drives this optimizer, "
                        "but none was passed to NeVe as scheduler=: a scheduler that recomputes the lr (LambdaLR, "
@@ -171,9 +170,9 @@ class LrWatch:
                        "the cut NeVe reported is undone. Pass that scheduler as scheduler=")
         self.after_cut = {}
 
-    def cut(self) -> None:
+    def cut(self, optimizers: Sequence[Optimizer]) -> None:
         """After a cut: remember each group's new lr."""
-        self.after_cut = {id(group): group["lr"] for optimizer in self.optimizers for group in optimizer.param_groups}
+        self.after_cut = {id(group): group["lr"] for optimizer in optimizers for group in optimizer.param_groups}
 
     def _warn(self, key: str, message: str) -> None:
         if key not in self.warned:

@@ -239,7 +239,8 @@ class VelocityMonitor:
         none does, no optimizer step took effect and a measurement would only see BatchNorm statistics move."""
         if not self.trained:
             return True
-        return any(not torch.equal(tensor, self.reference[name]) for name, tensor in self.trained.items())
+        live = dict(module_tensors(self.model, buffers=False))  # by name: an optimizer may swap the tensors
+        return any(not torch.equal(live[name], self.reference[name]) for name in self.trained if name in live)
 
     def measure(self) -> VelocityReport:
         """Compare the model with the last measurement (or construction), then make it the new reference."""

@@ -6,10 +6,11 @@ learning rate when that velocity stops changing, and stop training when it is ne
 
 from neve.aux_sets import gaussian_aux, token_aux
 from neve.controller import NeVe, NeVeDecision, NeVeRule, Plateau
+from neve.selection import is_default_module
 from neve.velocity import VelocityMonitor, VelocityReport, VelocityTracker, select_modules
 
 __all__ = [
     "NeVe", "NeVeDecision", "NeVeRule", "Plateau", "VelocityMonitor", "VelocityReport", "VelocityTracker",
-    "gaussian_aux", "select_modules", "token_aux",
+    "gaussian_aux", "is_default_module", "select_modules", "token_aux",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

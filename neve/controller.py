@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch.distributed as dist
 from torch import nn
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import CyclicLR, LRScheduler, OneCycleLR
 
+from neve.distributed import agree
+from neve.forward import model_device, unwrap_model
+from neve.lr import (  # noqa: F401  (decayed_lr, scale_lr, ... are part of this module's API)
+    UNCOMPOSABLE_SCHEDULERS,
+    LrWatch,
+    check_composable,
+    check_optimizers,
+    check_schedulers,
+    decay_lr,
+    decayed_lr,
+    flat_schedulers,
+    scale_lr,
+    trained_parameters,
+)
+from neve.resume import check_settings_choice, reconcile
 from neve.velocity import AuxSet, VelocityMonitor, VelocityReport
 
 
@@ -50,15 +66,6 @@ def min_lr_change(plateau_rule: str) -> float | None:
     return CODE_LR_EPS if plateau_rule == "code" else None
 
 
-def decayed_lr(lr: float, factor: float, min_change: float | None = None) -> float:
-    """``lr * factor``; with ``min_change``, ``lr`` unchanged when the cut would be no larger than it
-    (ReduceLROnPlateau: ``if old_lr - new_lr > eps``)."""
-    new = lr * factor
-    if min_change is not None and not lr - new > min_change:
-        return lr
-    return new
-
-
 class Plateau:
     """ReduceLROnPlateau's rule in 'min' mode with threshold 0, on any signal.
 
@@ -84,9 +91,11 @@ class Plateau:
         return False
 
     def state_dict(self) -> dict[str, Any]:
+        """The patience, the best value so far and the count of epochs without a new best."""
         return {"patience": self.patience, "best": self.best, "bad_epochs": self.bad_epochs}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the detector, its saved patience included (NeVeRule checks settings against its own)."""
         self.patience, self.best, self.bad_epochs = state["patience"], state["best"], state["bad_epochs"]
 
 
@@ -118,80 +127,36 @@ class NeVeRule:
         return reduce, stop
 
     def state_dict(self) -> dict[str, Any]:
+        """Settings, the plateau detector and the stop epoch: what a resumed run needs to decide alike."""
         return {"alpha": self.alpha, "epsilon": self.epsilon, "plateau_rule": self.plateau_rule,
                 "plateau": self.plateau.state_dict(), "stop_epoch": self.stop_epoch}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def check_plateau_rule(self, state: dict[str, Any]) -> None:
+        """Refuse a state taken under the other plateau rule (its counters mean something else)."""
         rule = state.get("plateau_rule", "paper")  # states written before the code rule existed are the paper's
         if rule != self.plateau_rule:
             raise ValueError(f"this NeVe state was taken with plateau_rule={rule!r}, this rule uses "
                              f"{self.plateau_rule!r}; resume with the same plateau rule (--plateau-rule / --fidelity)")
-        self.alpha, self.epsilon, self.stop_epoch = state["alpha"], state["epsilon"], state["stop_epoch"]
+
+    def settings(self) -> dict[str, Any]:
+        """The constructor's settings a saved state is checked against."""
+        return {"alpha": self.alpha, "patience": self.plateau.patience, "epsilon": self.epsilon}
+
+    def load_state_dict(self, state: dict[str, Any], *, settings: str = "same") -> dict[str, tuple[Any, Any]]:
+        """Restore the plateau detector and the stop epoch. If the state's ``alpha``, ``patience`` or ``epsilon``
+        differ from this rule's, ``settings="same"`` raises, ``"new"`` keeps this rule's, ``"saved"`` takes the
+        state's. Returns the settings that differed, name -> (saved, now)."""
+        self.check_plateau_rule(state)
+        saved = {"alpha": state["alpha"], "patience": state["plateau"]["patience"], "epsilon": state["epsilon"]}
+        ours = self.settings()
+        changed = reconcile(saved, ours, settings, "NeVe rule")
+        chosen = saved if settings == "saved" else ours
         self.plateau.load_state_dict(state["plateau"])
+        self.alpha, self.epsilon, self.plateau.patience = chosen["alpha"], chosen["epsilon"], chosen["patience"]
+        self.stop_epoch = state["stop_epoch"]
+        return changed
 
 
-def scale_lr(optimizer: Optimizer, factor: float, min_change: float | None = None) -> bool:
-    """Every param group's lr times ``factor`` (see :func:`decayed_lr` for ``min_change``); True if one changed."""
-    changed = False
-    for group in optimizer.param_groups:
-        new = decayed_lr(group["lr"], factor, min_change)
-        changed = changed or new != group["lr"]
-        group["lr"] = new
-    return changed
-
-
-#: Schedulers that set the lr from their own max/min lrs each step, so a cut of base_lrs does not last.
-UNCOMPOSABLE_SCHEDULERS: tuple[type, ...] = (OneCycleLR, CyclicLR)
-
-
-def flat_schedulers(schedulers: Any) -> list[Any]:
-    """The schedulers inside ``schedulers`` (one, a sequence, SequentialLR / ChainedScheduler, an
-    accelerate wrapper), each once, in order."""
-    if schedulers is None:
-        return []
-    if isinstance(schedulers, Iterable) and not isinstance(schedulers, LRScheduler):
-        return [leaf for item in schedulers for leaf in flat_schedulers(item)]
-    inner = getattr(schedulers, "_schedulers", None)  # SequentialLR, ChainedScheduler
-    if inner is not None:
-        return flat_schedulers(list(inner))
-    wrapped = getattr(schedulers, "scheduler", None)  # accelerate's AcceleratedScheduler
-    if wrapped is not None and not hasattr(schedulers, "base_lrs"):
-        return flat_schedulers(wrapped)
-    return [schedulers]
-
-
-def check_composable(schedulers: Any) -> None:
-    """NeVe composes with a scheduler by scaling its ``base_lrs`` with the lr; refuse those it cannot."""
-    for scheduler in flat_schedulers(schedulers):
-        if isinstance(scheduler, UNCOMPOSABLE_SCHEDULERS):
-            raise ValueError(f"NeVe cannot compose with {type(scheduler).__name__}: it recomputes the lr from its "
-                             "own max_lr at every step and would undo NeVe's decays. Use a scheduler that scales "
-                             "base_lrs (LambdaLR, the HF linear/cosine schedules, StepLR, CosineAnnealingLR, ...), "
-                             "or none")
-
-
-def decay_lr(optimizers: Sequence[Optimizer], factor: float, min_change: float | None = None,
-             schedulers: Any = None) -> bool:
-    """Every param group of every optimizer times ``factor`` (see :func:`decayed_lr` for ``min_change``),
-    and so that the cut outlasts a scheduler's next step, its ``base_lrs`` (and the groups' ``initial_lr``) for
-    the groups cut; True if one changed."""
-    cut: set[int] = set()
-    for optimizer in optimizers:
-        for group in optimizer.param_groups:
-            new = decayed_lr(group["lr"], factor, min_change)
-            if new != group["lr"]:
-                cut.add(id(group))
-                group["lr"] = new
-                if "initial_lr" in group:
-                    group["initial_lr"] *= factor
-    for scheduler in flat_schedulers(schedulers):
-        groups = scheduler.optimizer.param_groups
-        if hasattr(scheduler, "base_lrs"):
-            scheduler.base_lrs = [lr * factor if id(g) in cut else lr for lr, g in zip(scheduler.base_lrs, groups,
-                                                                                      strict=True)]
-        if hasattr(scheduler, "_last_lr"):
-            scheduler._last_lr = [g["lr"] for g in groups]  # get_last_lr() reports the cut at once
-    return bool(cut)
 
 
 @dataclass
@@ -204,21 +169,31 @@ class NeVeDecision:
     lr: float
     lr_reduced: bool
     stop: bool
-    report: VelocityReport
+    #: The measurement (None if nothing was measured yet).
+    report: VelocityReport | None
+    #: False when ``step()`` measured nothing because no trained parameter changed since the last measurement;
+    #: the other fields then repeat the last measurement's (V = nan before the first), never with a cut or stop.
+    measured: bool = True
 
 
 class NeVe:
     """Velocity-driven lr decay and stopping for any training loop: call ``step()`` after each epoch.
 
-    Construction takes the t = 0 reference, so build it before the first epoch. ``step()`` measures
-    the velocity, decays every param group's lr by ``alpha`` when the velocity change plateaus for
-    more than ``patience`` epochs, and reports ``stop`` when the velocity is below ``epsilon``.
-    Extra keyword arguments (``modules=``, ``batch_size=``, ``distributed=``) go to :class:`VelocityMonitor`.
+    Construction runs the model once on an aux batch, settles which modules are measured (logged, and in
+    ``neve.monitor.modules``; see :class:`~neve.velocity.VelocityMonitor`) and takes the t = 0 reference, so
+    build it before the first epoch. ``step()`` measures the velocity, decays every param group's lr by
+    ``alpha`` when the velocity change plateaus for more than ``patience`` epochs, and reports ``stop`` when
+    the velocity is below ``epsilon``. Extra keyword arguments (``modules=``, ``batch_size=``,
+    ``distributed=``, ``trainable=``) go to :class:`~neve.velocity.VelocityMonitor`; by default the parameters
+    that train are those in the optimizers' param groups with ``requires_grad``, and modules no trained
+    parameter reaches (a frozen backbone) are not measured.
 
-    ``optimizer`` may be several optimizers (each decayed); ``scheduler`` (one or several lr schedulers)
-    gets its ``base_lrs`` cut with the lr, so schedulers that recompute the lr from them (LambdaLR, HF's
-    warmup/linear schedules) keep the decay. Under DDP / torchrun every rank measures a shard of the aux
-    set and gets the same velocities, so every rank takes the same decision (see :mod:`neve.distributed`).
+    ``optimizer`` may be several optimizers (each decayed). ``scheduler`` (one or several lr schedulers) gets
+    its ``base_lrs`` cut with the lr, so schedulers that recompute the lr from them (LambdaLR, HF's
+    warmup/linear schedules) keep the decay; a scheduler not passed here would undo it, and NeVe warns when it
+    sees signs of one. Under DDP / torchrun every rank measures a shard of the aux set and gets the same
+    velocities, so every rank takes the same decision (see :mod:`neve.distributed`). ``verbose=True`` prints a
+    line (on rank 0) for the modules measured, each lr cut, and the stop.
 
     The paper's text is the default; the authors' code differs in two places, each selectable:
     ``velocity_form="signed"`` (no absolute value in the recursion, see
@@ -229,12 +204,25 @@ class NeVe:
     def __init__(self, model: nn.Module, optimizer: Optimizer | Sequence[Optimizer], aux: AuxSet, *,
                  alpha: float = 0.5, patience: int = 10, epsilon: float = 1e-3, mu: float = 0.5,
                  velocity_form: str = "paper", plateau_rule: str = "paper", scheduler: Any = None,
-                 **monitor_options: Any) -> None:
+                 verbose: bool = False, **monitor_options: Any) -> None:
         self.rule = NeVeRule(alpha=alpha, patience=patience, epsilon=epsilon, plateau_rule=plateau_rule)
-        self.optimizers: list[Optimizer] = [optimizer] if hasattr(optimizer, "param_groups") else list(optimizer)
-        check_composable(scheduler)
-        self.schedulers = flat_schedulers(scheduler)
+        self.optimizers: list[Optimizer] = check_optimizers(optimizer)
+        self.schedulers = check_schedulers(scheduler, self.optimizers)
+        self.verbose = verbose
+        trained = trained_parameters(self.optimizers)
+        if "trainable" not in monitor_options:
+            ids = {id(p) for p in trained}
+            if not any(id(p) in ids for p in unwrap_model(model).parameters()):
+                raise ValueError("none of the model's parameters is in the optimizer with requires_grad=True: pass "
+                                 "the optimizer that trains this model; to measure a copy of it (an EMA or averaged "
+                                 "model), pass trainable=<the copy's parameters that change>")
+            monitor_options["trainable"] = trained
         self.monitor = VelocityMonitor(model, aux, mu=mu, velocity_form=velocity_form, **monitor_options)
+        self._trained_ids = {id(p) for p in trained}
+        self._lr_watch = LrWatch(self.schedulers)
+        self._warned_frozen_change = False
+        self._last: NeVeDecision | None = None
+        self._say(self.monitor.summary())
 
     @property
     def optimizer(self) -> Optimizer:
@@ -247,16 +235,93 @@ class NeVe:
         return self.rule.stop_epoch
 
     def step(self) -> NeVeDecision:
+        """Measure the velocity now and decide: call it once after each training epoch (on every rank).
+
+        Compares the model with the last measurement (construction for the first call), updates the velocity,
+        cuts every param group's lr by ``alpha`` when the velocity change has plateaued for more than
+        ``patience`` calls, and reports ``stop`` once the velocity is below ``epsilon`` (stopping is the
+        caller's: break out of the loop). If no trained parameter changed since the last measurement (no
+        optimizer step, e.g. ``step()`` before training), it warns and measures nothing: the decision has
+        ``measured=False`` and neither cuts nor stops.
+        """
+        self._lr_watch.check(self.optimizers)  # read now: a framework may have replaced them
+        self._check_frozen_unchanged()
+        if not self._trained_since_last():
+            warnings.warn("NeVe.step(): no trained parameter changed since the last measurement (no optimizer "
+                          "step?), so there is no velocity to measure; nothing was measured, cut or stopped. "
+                          "Call step() after each epoch of training", stacklevel=2)
+            return self._unmeasured()
         report = self.monitor.measure()
         reduce, stop = self.rule.decide(report)
+        lr_before = self.optimizers[0].param_groups[0]["lr"]
         reduced = reduce and decay_lr(self.optimizers, self.rule.alpha, self.rule.min_lr_change, self.schedulers)
         lr = self.optimizers[0].param_groups[0]["lr"]
-        return NeVeDecision(report.epoch, report.model_velocity, report.velocity_change, lr, reduced, stop, report)
+        if reduced:
+            self._lr_watch.cut(self.optimizers)
+            self._say(f"NeVe epoch {report.epoch}: the velocity change has not decreased for more than "
+                      f"{self.rule.plateau.patience} epochs; lr {lr_before:.6g} -> {lr:.6g}")
+        if stop and self.rule.stop_epoch == report.epoch:
+            self._say(f"NeVe epoch {report.epoch}: velocity {report.model_velocity:.6g} < epsilon "
+                      f"{self.rule.epsilon:g}: training has converged, stop")
+        decision = NeVeDecision(report.epoch, report.model_velocity, report.velocity_change, lr, reduced, stop, report)
+        self._last = decision
+        return decision
+
+    def _trained_since_last(self) -> bool:
+        moved = self.monitor.trained_since_reference()
+        if self.monitor.shard is not None:  # measure on every rank or on none: a measurement has collectives
+            (_, moved_anywhere), = agree([float(moved)], model_device(self.monitor.model))
+            moved = bool(moved_anywhere)
+        return moved
+
+    def _unmeasured(self) -> NeVeDecision:
+        last = self._last
+        lr = self.optimizers[0].param_groups[0]["lr"]
+        if last is None:
+            return NeVeDecision(self.monitor.epoch, math.nan, None, lr, False, False, None, measured=False)
+        return NeVeDecision(last.epoch, last.model_velocity, last.velocity_change, lr, False, False, last.report,
+                            measured=False)
+
+    def _check_frozen_unchanged(self) -> None:
+        """The modules measured were chosen from what trained at construction; say so once if that changed."""
+        if self._warned_frozen_change:
+            return
+        now = {id(p) for p in trained_parameters(self.optimizers)}
+        if now != self._trained_ids:
+            self._warned_frozen_change = True
+            warnings.warn("the trained parameters changed since NeVe was built (layers frozen or unfrozen, param "
+                          "groups added): NeVe still measures the modules chosen then "
+                          f"({len(self.monitor.modules)} modules). Build a new NeVe to choose again, or pass "
+                          "modules= to choose yourself", stacklevel=3)
+
+    def _say(self, message: str) -> None:
+        if self.verbose and (not dist.is_available() or not dist.is_initialized() or dist.get_rank() == 0):
+            print(message, flush=True)
+
+    def settings(self) -> dict[str, Any]:
+        """The constructor's settings a saved state is checked against: alpha, patience, epsilon, mu, batch_size."""
+        return {**self.rule.settings(), **self.monitor.settings()}
 
     def state_dict(self) -> dict[str, Any]:
         """Controller and monitor state; the optimizers and schedulers (and the lr) are saved by their owner."""
         return {"rule": self.rule.state_dict(), "monitor": self.monitor.state_dict()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.rule.load_state_dict(state["rule"])
-        self.monitor.load_state_dict(state["monitor"])
+    def load_state_dict(self, state: dict[str, Any], *, settings: str = "same") -> dict[str, tuple[Any, Any]]:
+        """Restore a :meth:`state_dict` (after loading the model's weights), so later decisions equal an
+        uninterrupted run's.
+
+        If the state was saved with another ``alpha``, ``patience``, ``epsilon``, ``mu`` or ``batch_size``:
+        ``settings="same"`` (default) raises, ``"new"`` keeps this NeVe's, ``"saved"`` takes the state's.
+        Returns the settings that differed, name -> (saved, now). A state of another model or layer selection,
+        velocity form or plateau rule is always refused.
+        """
+        check_settings_choice(settings)
+        rule, monitor = state["rule"], state["monitor"]
+        saved = {"alpha": rule["alpha"], "patience": rule["plateau"]["patience"], "epsilon": rule["epsilon"],
+                 "mu": float(monitor["tracker"]["mu"]), "batch_size": int(monitor["batch_size"])}
+        changed = reconcile(saved, self.settings(), settings, "NeVe")
+        self.rule.check_plateau_rule(rule)
+        self.monitor.load_state_dict(monitor, settings=settings)  # checks model and layers before changing any
+        self.rule.load_state_dict(rule, settings=settings)
+        self._last = None
+        return changed

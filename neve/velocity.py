@@ -6,33 +6,54 @@ the whole auxiliary set, we keep a snapshot of the model's parameters and buffer
 at the last measurement and replay it with ``torch.func.functional_call``: each aux batch goes
 through the current model (outputs kept for that batch only) and then through the snapshot,
 whose outputs are folded into the sums as they appear. Memory: one copy of the parameters plus
-one batch of activations, whatever the size of the aux set.
+one batch of activations, whatever the size of the aux set. Which modules are measured is settled
+once, at construction (see :mod:`neve.selection`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
-from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.modules.conv import _ConvNd
-from torch.nn.modules.instancenorm import _InstanceNorm
 
-from neve.distributed import Shard, agree, broadcast_state, resolve_shard, sum_over_ranks, unwrap_model
+from neve.distributed import Shard, agree, broadcast_state, resolve_shard, sum_over_ranks
+from neve.forward import (
+    AuxSet,
+    Measuring,
+    aux_batches,
+    check_aux,
+    forward,
+    iterate_aux,
+    model_device,
+    module_tensors,
+    rng_devices,
+    snapshot,
+    snapshot_shapes,
+    to_device,
+    unwrap_model,
+)
+from neve.resume import reconcile
+from neve.selection import (
+    NEVER_CALLED,
+    ModuleSelection,
+    Probed,
+    Selection,
+    neuron_dim,
+    neuron_output,
+    probe,
+    select_modules,
+    settle,
+)
 
-#: Module types hooked by default: the authors' Conv/Linear/BatchNorm, plus LayerNorm for transformers.
-DEFAULT_MODULE_TYPES: tuple[type[nn.Module], ...] = (_ConvNd, nn.Linear, _BatchNorm, nn.LayerNorm)
-#: Modules whose neurons are channels on dim 1 (layout N, C, *spatial); all others use the last dim.
-CHANNEL_FIRST_TYPES: tuple[type[nn.Module], ...] = (_ConvNd, _BatchNorm, _InstanceNorm, nn.GroupNorm)
+__all__ = ["AuxSet", "ModuleSelection", "VelocityMonitor", "VelocityReport", "VelocityTracker", "check_aux",
+           "cosine_from_sums", "iterate_aux", "neuron_dim", "neuron_output", "select_modules", "snapshot",
+           "snapshot_shapes"]
 
-ModuleSelection = Iterable[str] | Callable[[str, nn.Module], bool] | None
-#: A tensor of inputs, a dict of input tensors (e.g. a tokenizer's output), or an iterable of batches (each a
-#: tensor, a dict of tensors, or a list/tuple whose first item is the input).
-AuxSet = Tensor | Mapping[str, Any] | Iterable[Any]
+log = logging.getLogger("neve")
 
 
 @dataclass
@@ -47,32 +68,6 @@ class VelocityReport:
     rho: dict[str, Tensor]
     #: D^t of spec section 3: mean over layers of mean (v^t - v^{t-1})^2; None at t = 1.
     velocity_change: float | None
-
-
-def neuron_dim(module: nn.Module) -> int:
-    """The axis of a module's output that indexes its neurons."""
-    return 1 if isinstance(module, CHANNEL_FIRST_TYPES) else -1
-
-
-def select_modules(model: nn.Module, modules: ModuleSelection = None) -> dict[str, nn.Module]:
-    """The modules to hook, by ``named_modules()`` name: default types, a list of names, or a predicate."""
-    named = dict(model.named_modules())
-    if modules is None:
-        chosen = {name: m for name, m in named.items() if isinstance(m, DEFAULT_MODULE_TYPES)}
-    elif callable(modules):
-        chosen = {name: m for name, m in named.items() if modules(name, m)}
-    else:
-        names = list(modules)
-        unknown = [name for name in names if name not in named]
-        if unknown:
-            known = ", ".join(list(named)[1:8])
-            raise ValueError(f"modules {unknown} are not in the model; names come from model.named_modules(), "
-                             f"e.g. {known}, ...")
-        chosen = {name: named[name] for name in names}
-    if not chosen:
-        raise ValueError("no hookable layer: the model has no Conv*d, Linear, BatchNorm*d or LayerNorm module "
-                         "(or the modules= selection matched none); pass modules= naming the layers to measure")
-    return chosen
 
 
 def cosine_from_sums(dot: Tensor, sq_now: Tensor, sq_before: Tensor) -> Tensor:
@@ -114,6 +109,7 @@ class VelocityTracker:
         self.velocity: dict[str, Tensor] = {}
 
     def update(self, rho: dict[str, Tensor]) -> VelocityReport:
+        """Fold one measurement's change rates (layer -> rho per neuron) into the velocities; the report of t."""
         previous = self.velocity
         if previous and previous.keys() != rho.keys():
             raise ValueError("the measured layers changed between measurements; hook the same modules each time")
@@ -133,10 +129,12 @@ class VelocityTracker:
         return VelocityReport(self.epoch, model_velocity, velocity, rho, change)
 
     def state_dict(self) -> dict[str, Any]:
+        """mu, the form, the measurement count and every neuron's last velocity."""
         return {"mu": self.mu, "form": self.form, "epoch": self.epoch,
                 "velocity": {k: v.clone() for k, v in self.velocity.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` of the same velocity form (its mu included: the monitor checks it)."""
         form = state.get("form", "paper")  # states written before the signed form existed are eq. 2's
         if form != self.form:
             raise ValueError(f"this velocity state was computed with velocity_form={form!r}, this tracker uses "
@@ -145,151 +143,89 @@ class VelocityTracker:
         self.velocity = {k: v.clone() for k, v in state["velocity"].items()}
 
 
-def iterate_aux(aux: AuxSet, batch_size: int) -> Iterator[Any]:
-    """Input batches of the aux set: chunks of a tensor or of a dict's tensors, or the first item of each
-    loader batch (a tensor, or a dict of tensors passed to the model as keyword arguments)."""
-    if isinstance(aux, Tensor):
-        yield from aux.split(batch_size)
-        return
-    if isinstance(aux, Mapping):
-        n = _mapping_length(aux)
-        for start in range(0, n, batch_size):
-            yield {k: v[start:start + batch_size] if isinstance(v, Tensor) else v for k, v in aux.items()}
-        return
-    for batch in aux:
-        yield batch[0] if isinstance(batch, list | tuple) else batch
-
-
-def _mapping_length(aux: Mapping[str, Any]) -> int:
-    lengths = {k: v.shape[0] for k, v in aux.items() if isinstance(v, Tensor) and v.ndim >= 1}
-    if not lengths or len(set(lengths.values())) != 1:
-        raise ValueError(f"a dict aux set needs tensors with one batch dimension in common, got {lengths}; "
-                         "pass e.g. tokenizer(texts, return_tensors='pt', padding=True)")
-    return next(iter(lengths.values()))
-
-
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, Mapping):
-        return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
-    return batch.to(device, non_blocking=True)
-
-
-def _forward(model: nn.Module, batch: Any, state: dict[str, Tensor] | None) -> None:
-    """The model on one aux batch (a dict as keyword arguments), with ``state`` swapped in if given."""
-    args, kwargs = ((), dict(batch)) if isinstance(batch, Mapping) else ((batch,), {})
-    if state is None:
-        model(*args, **kwargs)
-    else:
-        functional_call(model, state, args, kwargs, tie_weights=False)
-
-
-def check_aux(aux: AuxSet) -> None:
-    if isinstance(aux, Tensor):
-        if aux.ndim < 2 or aux.shape[0] == 0:
-            raise ValueError(f"the aux set is empty or has no batch dimension (shape {tuple(aux.shape)}); "
-                             "pass e.g. neve.gaussian_aux(n=100, shape=(3, 32, 32))")
-    elif isinstance(aux, Mapping):
-        if _mapping_length(aux) == 0:
-            raise ValueError("the aux set is empty; pass a non-empty dict of input tensors")
-    elif hasattr(aux, "__len__"):
-        try:
-            empty = len(aux) == 0
-        except TypeError:  # e.g. a DataLoader over an IterableDataset without __len__
-            return
-        if empty:
-            raise ValueError("the aux set is empty; pass a non-empty tensor or loader of input batches")
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in [*model.parameters(), *model.buffers()]:
-        return tensor.device
-    return torch.device("cpu")
-
-
-def _module_tensors(model: nn.Module) -> Iterator[tuple[str, Tensor]]:
-    """Each module's own parameters and buffers, every module once (a module used twice, once).
-
-    Tied tensors held by distinct modules appear under each module's name. These are the names
-    ``functional_call(..., tie_weights=False)`` must swap: naming a reused module's tensor under
-    two names makes it swap the same attribute twice and leave the snapshot in the live model.
-    """
-    for prefix, module in model.named_modules():
-        dot = f"{prefix}." if prefix else ""
-        for name, tensor in [*module._parameters.items(), *module._buffers.items()]:
-            if tensor is not None:
-                yield dot + name, tensor
-
-
-def snapshot(model: nn.Module) -> dict[str, Tensor]:
-    """Detached copies of every parameter and buffer: the model as it is now, replayable later."""
-    copies: dict[int, Tensor] = {}  # a tensor tied between modules is copied once
-    state = {}
-    for name, tensor in _module_tensors(model):
-        if id(tensor) not in copies:
-            copies[id(tensor)] = tensor.detach().clone()
-        state[name] = copies[id(tensor)]
-    return state
-
-
-class _EvalNoGrad:
-    """Eval mode, no grad, no autocast for the duration; every module's own mode restored after."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self.device_type = _model_device(model).type
-
-    def __enter__(self) -> None:
-        self.modes = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()
-        self.grad = torch.no_grad()
-        self.autocast = torch.autocast(self.device_type, enabled=False)
-        self.grad.__enter__()
-        self.autocast.__enter__()
-
-    def __exit__(self, *exc: object) -> None:
-        self.autocast.__exit__(*exc)
-        self.grad.__exit__(*exc)
-        for module, training in self.modes:
-            module.training = training
-
 
 class VelocityMonitor:
     """Neural velocity of a model on a fixed auxiliary set, measured once per epoch.
 
-    Construction takes the t = 0 reference (the model as it is now); each ``measure()`` compares
-    the model with the previous measurement and returns a :class:`VelocityReport`. Measuring
-    leaves the model as it found it: modes restored, no gradients, BatchNorm statistics untouched,
-    hooks removed, the global RNG states unchanged, fp32 even inside an autocast region.
+    Construction runs the model once on a small aux batch (the probe, see :mod:`neve.selection`): a mistaken
+    aux set fails here with an error that says what to pass, and the modules to measure are settled and
+    reported (:attr:`modules`, :attr:`neurons`, :attr:`left_out`, :meth:`summary`, and one INFO line on the
+    ``neve`` logger). By default every Conv, Linear, BatchNorm, LayerNorm, RNN/GRU/LSTM, MultiheadAttention and
+    transformers Conv1D module that the forward calls and whose output depends on a trained parameter is
+    measured; ``trainable`` (default: every parameter with ``requires_grad``) says which parameters train.
+    ``modules=`` (names or a predicate) measures exactly the modules chosen. A module returning a tuple is
+    measured on its first element.
+
+    Construction also takes the t = 0 reference (the model as it is now); each ``measure()`` compares the
+    model with the previous measurement and returns a :class:`VelocityReport`. Measuring (and the probe)
+    leaves the model as it found it: modes restored, no gradients, BatchNorm statistics untouched, hooks
+    removed, the global RNG states unchanged, fp32 even inside an autocast region.
     ``velocity_form="signed"`` uses the authors' recursion instead of eq. 2 (see :class:`VelocityTracker`).
 
-    A DDP / DataParallel wrapper is unwrapped (its ``.module`` is measured); FSDP raises. Under an
-    initialized process group (``distributed=None``, the default, or ``True``) each rank measures every
-    W-th aux batch of rank 0's model and the sums are reduced (see :mod:`neve.distributed`): every rank
-    gets one process's result, bit-identical, and every rank must call ``measure()`` at the same points.
+    DDP / DataParallel wrappers and ``torch.compile``'s wrapper are unwrapped (the network inside is
+    measured); FSDP raises. Under an initialized process group (``distributed=None``, the default, or
+    ``True``) each rank measures every W-th aux batch of rank 0's model and the sums are reduced (see
+    :mod:`neve.distributed`): every rank gets one process's result, bit-identical, and every rank must call
+    ``measure()`` at the same points.
     """
 
     def __init__(self, model: nn.Module, aux: AuxSet, *, mu: float = 0.5, modules: ModuleSelection = None,
-                 batch_size: int = 16, velocity_form: str = "paper", distributed: bool | None = None) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+                 batch_size: int = 16, velocity_form: str = "paper", distributed: bool | None = None,
+                 trainable: Iterable[Tensor] | None = None) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         check_aux(aux)
         model = unwrap_model(model)
         self.shard: Shard | None = resolve_shard(distributed)
+        batches = aux_batches(aux, batch_size)
+        if self.shard is not None and batches is not None and batches < self.shard.world_size:
+            raise ValueError(f"the aux set gives {batches} batch(es) of {batch_size}, and each of the "
+                             f"{self.shard.world_size} ranks measures its own: the aux set needs at least "
+                             f"{self.shard.world_size} batches (one per rank); lower batch_size= or enlarge it")
         self.model = model
         self.aux = aux
         self.batch_size = batch_size
-        self.modules = select_modules(model, modules)
-        #: With the default selection, layers the forward never calls are left out of the reports
-        #: (e.g. nn.MultiheadAttention's out_proj, timm SwinV2's attn.qkv: their weights are applied
-        #: with F.linear); a layer named or chosen by the caller must run.
-        self.skip_uncalled = modules is None
         self.tracker = VelocityTracker(mu, velocity_form)
+        self.trained = _trained_tensors(model, trainable)
+        selection = self._settle(select_modules(model, modules), explicit=modules is not None)
+        #: Module name -> module, for every module measured (in ``named_modules()`` order, or as named).
+        self.modules: dict[str, nn.Module] = selection.modules
+        #: Module name -> how many neurons it contributes (output channels or features).
+        self.neurons: dict[str, int] = selection.neurons
+        #: Candidate module name -> why it is not measured (never called, frozen, no tensor output).
+        self.left_out: dict[str, str] = selection.left_out
+        self.selection = selection
+        log.info(selection.summary())
         self.reference = self._synced_snapshot()
 
     @property
     def epoch(self) -> int:
         """How many measurements were taken (t of the last report)."""
         return self.tracker.epoch
+
+    def summary(self) -> str:
+        """The modules measured and those left out, with why (logged once at construction)."""
+        return self.selection.summary()
+
+    def _settle(self, candidates: dict[str, nn.Module], explicit: bool) -> Selection:
+        """Probe the model on the first aux batch and keep the modules to measure. Under a process group the
+        ranks agree on success first, so a rank whose probe fails cannot leave the others in a collective."""
+        failure: Exception | None = None
+        try:
+            batch = next(iter(iterate_aux(self.aux, self.batch_size)), None)
+            if batch is None:
+                raise ValueError("the aux set yielded no batch; pass a non-empty tensor or loader")
+            probed: dict[str, Probed] = probe(self.model, to_device(batch, model_device(self.model)), candidates,
+                                              {id(t) for t in self.trained.values()})
+        except Exception as error:  # raised below, once every rank knows
+            failure = error
+        if self.shard is not None:
+            (_, any_failed), = agree([float(failure is not None)], model_device(self.model))
+            if any_failed and failure is None:
+                raise RuntimeError("building NeVe failed on another rank (see its error)")
+        if failure is not None:
+            raise failure
+        return settle(candidates, probed, explicit)
 
     def _synced_snapshot(self) -> dict[str, Tensor]:
         """The model as it is now; under a process group, rank 0's copy on every rank."""
@@ -298,11 +234,17 @@ class VelocityMonitor:
             broadcast_state(state)
         return state
 
+    def trained_since_reference(self) -> bool:
+        """Whether any trained parameter differs from the last measurement's (or construction's) reference: if
+        none does, no optimizer step took effect and a measurement would only see BatchNorm statistics move."""
+        if not self.trained:
+            return True
+        live = dict(module_tensors(self.model, buffers=False))  # by name: an optimizer may swap the tensors
+        return any(not torch.equal(live[name], self.reference[name]) for name in self.trained if name in live)
+
     def measure(self) -> VelocityReport:
         """Compare the model with the last measurement (or construction), then make it the new reference."""
-        device = _model_device(self.model)
-        cuda = [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):  # a model that draws noise in eval must not move the run's RNG
+        with torch.random.fork_rng(devices=rng_devices(self.model)):  # a model that draws noise in eval
             if self.shard is None:
                 sums = self._cosine_sums(None)
                 current = snapshot(self.model)
@@ -317,7 +259,7 @@ class VelocityMonitor:
                 ) -> dict[str, tuple[Tensor, Tensor, Tensor]]:
         """One process's sums from every rank's shard. A rank's failure is announced to all before any
         raises, so the others never wait in a collective alone."""
-        device = _model_device(self.model)
+        device = model_device(self.model)
         failed = isinstance(local, Exception)
         sums = {} if failed else local
         sizes = [part.numel() for layer in sums.values() for part in layer]
@@ -354,19 +296,20 @@ class VelocityMonitor:
             return error
 
     def _cosine_sums_or_raise(self, state: dict[str, Tensor] | None) -> dict[str, tuple[Tensor, Tensor, Tensor]]:
-        device = _model_device(self.model)
+        device = model_device(self.model)
         sums: dict[str, list[Tensor]] = {}
         current: dict[str, list[Tensor]] = {name: [] for name in self.modules}
         replaying = False
 
         def hook_for(name: str, dim: int) -> Callable[..., None]:
             def hook(module: nn.Module, inputs: Any, output: Any) -> None:
-                if not isinstance(output, Tensor):
-                    raise TypeError(f"module {name!r} returns {type(output).__name__}, not a tensor; "
-                                    "choose other modules with modules=")
-                per_neuron = output.detach().float().movedim(dim, 0).reshape(output.shape[dim], -1)
+                tensor = neuron_output(output)
+                if tensor is None:
+                    raise TypeError(f"module {name!r} returns {type(output).__name__}, not a tensor or a tuple "
+                                    "whose first element is one; choose other modules with modules=")
+                per_neuron = tensor.detach().float().movedim(dim, 0).reshape(tensor.shape[dim], -1)
                 if not replaying:
-                    if per_neuron.untyped_storage().data_ptr() == output.untyped_storage().data_ptr():
+                    if per_neuron.untyped_storage().data_ptr() == tensor.untyped_storage().data_ptr():
                         # reshape gave a view (2-D Linear output, batch of 1, channels_last): copy it, or
                         # an in-place op later in the forward (ReLU(inplace=True)) would change it
                         per_neuron = per_neuron.clone()
@@ -383,16 +326,16 @@ class VelocityMonitor:
 
         handles = [m.register_forward_hook(hook_for(n, neuron_dim(m))) for n, m in self.modules.items()]
         try:
-            with _EvalNoGrad(self.model):
+            with Measuring(self.model):
                 seen = 0
                 for index, batch in enumerate(iterate_aux(self.aux, self.batch_size)):
                     if self.shard is not None and not self.shard.owns(index):
                         continue
-                    batch = _to_device(batch, device)
+                    batch = to_device(batch, device)
                     replaying = False
-                    _forward(self.model, batch, state)
+                    forward(self.model, batch, state)
                     replaying = True
-                    _forward(self.model, batch, self.reference)
+                    forward(self.model, batch, self.reference)
                     seen += 1
         finally:
             for handle in handles:
@@ -402,28 +345,65 @@ class VelocityMonitor:
         if seen == 0:
             raise ValueError("the aux set yielded no batch; pass a non-empty tensor or loader")
         missing = [name for name in self.modules if name not in sums]
-        if missing and (not self.skip_uncalled or not sums):
-            raise ValueError(f"modules {missing[:5]} were never called by the model's forward; "
-                             "choose modules that run with modules=")
-        return {name: tuple(sums[name]) for name in self.modules if name in sums}  # selection order
+        if missing:
+            raise ValueError(f"modules {missing[:5]} were never called by the model's forward on the aux set "
+                             "(they were when NeVe was built); the forward must call the same modules on every "
+                             "aux batch, or choose modules that always run with modules=")
+        return {name: tuple(sums[name]) for name in self.modules}  # selection order
+
+    def settings(self) -> dict[str, Any]:
+        """The constructor's settings a saved state is checked against."""
+        return {"mu": self.tracker.mu, "batch_size": self.batch_size}
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs for identical later measurements (reference included)."""
         return {"tracker": self.tracker.state_dict(), "reference": {k: v.clone() for k, v in self.reference.items()},
                 "batch_size": self.batch_size, "layers": list(self.modules)}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], *, settings: str = "same") -> dict[str, tuple[Any, Any]]:
+        """Restore a :meth:`state_dict`: the reference, the velocities and the measurement count.
+
+        The state must come from the same architecture and measure the same modules. ``settings`` decides what
+        happens when its ``mu`` or ``batch_size`` differ from this monitor's: ``"same"`` raises, ``"new"`` keeps
+        this monitor's, ``"saved"`` takes the state's. Returns the settings that differed, name -> (saved, now).
+        """
         expected = snapshot_shapes(self.model)
         found = {name: tuple(tensor.shape) for name, tensor in state["reference"].items()}
-        if found != expected or list(state["layers"]) != list(self.modules):
-            raise ValueError("this velocity state belongs to another model or layer selection; "
-                             "resume with the same model and modules=")
-        device = _model_device(self.model)
+        if found != expected:
+            raise ValueError("this velocity state belongs to another model (its parameters and buffers differ "
+                             "in names or shapes); resume with the same model")
+        self._check_layers(list(state["layers"]))
+        saved = {"mu": float(state["tracker"]["mu"]), "batch_size": int(state["batch_size"])}
+        changed = reconcile(saved, self.settings(), settings, "velocity monitor")
+        ours = self.settings()
+        device = model_device(self.model)
+        self.tracker.load_state_dict(state["tracker"])  # refuses another velocity form before anything changes
         self.reference = {k: v.to(device) for k, v in state["reference"].items()}
-        self.tracker.load_state_dict(state["tracker"])
-        self.batch_size = int(state["batch_size"])
+        chosen = saved if settings == "saved" else ours
+        self.tracker.mu, self.batch_size = chosen["mu"], chosen["batch_size"]
+        return changed
+
+    def _check_layers(self, saved: list[str]) -> None:
+        """A state's measured layers must be this monitor's. States written before modules the forward never
+        calls were left out at construction list those too; they are ignored."""
+        never_called = {name for name, reason in self.left_out.items() if reason == NEVER_CALLED}
+        saved = [name for name in saved if name not in never_called]
+        if saved == list(self.modules):
+            return
+        left_out = [name for name in saved if name in self.left_out]
+        if left_out:
+            raise ValueError(f"this velocity state measured modules this monitor leaves out ({left_out[:5]}: "
+                             f"{self.left_out[left_out[0]]}); to resume it as it was, pass modules= with the "
+                             "state's layer list (state['layers'])")
+        raise ValueError("this velocity state belongs to another layer selection; resume with the same model and "
+                         "modules= (the saved list is state['layers'])")
 
 
-def snapshot_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
-    """Name and shape of every tensor :func:`snapshot` copies: what a saved reference must match."""
-    return {name: tuple(tensor.shape) for name, tensor in _module_tensors(model)}
+def _trained_tensors(model: nn.Module, trainable: Iterable[Tensor] | None) -> dict[str, Tensor]:
+    """Name (as in the snapshot) -> live tensor, for the parameters that train: ``trainable`` if given (by
+    identity), else every parameter with ``requires_grad``."""
+    if isinstance(trainable, Tensor):
+        trainable = [trainable]
+    chosen = None if trainable is None else {id(t) for t in trainable}
+    return {name: t for name, t in module_tensors(model, buffers=False)
+            if (t.requires_grad if chosen is None else id(t) in chosen)}

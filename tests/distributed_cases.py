@@ -58,14 +58,32 @@ def train_and_measure(rank: int, out: str) -> None:
     torch.save({"decisions": decisions, "neve": neve.state_dict(), "states": states}, Path(out) / f"rank{rank}.pt")
 
 
+class OneBatch(torch.utils.data.IterableDataset):
+    """An aux loader of unknown length that yields a single batch."""
+
+    def __iter__(self):
+        yield gaussian_aux(4, (1, 8, 8))
+
+
 def too_few_batches(rank: int, out: str) -> None:
-    """An aux set of one batch for two ranks: both ranks must raise the same error (neither waits alone)."""
-    neve = NeVe(nn.parallel.DistributedDataParallel(bn_model()), torch.optim.SGD(bn_model().parameters(), lr=0.1),
-                gaussian_aux(4, (1, 8, 8)), batch_size=8)
+    """An aux set of one batch for two ranks: both ranks must raise the same error (neither waits alone), at
+    construction when the number of batches is known, else at the first measurement."""
+    model = nn.parallel.DistributedDataParallel(bn_model())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    errors = []
+    try:
+        NeVe(model, optimizer, gaussian_aux(4, (1, 8, 8)), batch_size=8)
+    except ValueError as error:
+        errors.append(str(error))
+    neve = NeVe(model, optimizer, torch.utils.data.DataLoader(OneBatch(), batch_size=None))
+    optimizer.zero_grad()
+    model(torch.randn(4, 1, 8, 8)).sum().backward()
+    optimizer.step()
     try:
         neve.step()
     except ValueError as error:
-        Path(out, f"few{rank}.txt").write_text(str(error))
+        errors.append(str(error))
+    Path(out, f"few{rank}.txt").write_text("\n".join(errors))
 
 
 def fsdp_refused(rank: int, out: str) -> None:

@@ -115,8 +115,11 @@ def test_rule_state_round_trip():
     rule = NeVeRule(patience=2, alpha=0.25, epsilon=0.01)
     run_rule(rule, [0.5, 0.005, 0.5], [None, 0.1, 0.2])
     resumed = NeVeRule()
-    resumed.load_state_dict(copy.deepcopy(rule.state_dict()))
-    assert (resumed.alpha, resumed.epsilon, resumed.stop_epoch) == (0.25, 0.01, 2)
+    with pytest.raises(ValueError, match="alpha=0.25 \\(saved\\) vs 0.5 \\(now\\)"):
+        resumed.load_state_dict(copy.deepcopy(rule.state_dict()))  # built with other settings: refused
+    assert resumed.load_state_dict(copy.deepcopy(rule.state_dict()), settings="saved") == {
+        "alpha": (0.25, 0.5), "patience": (2, 10), "epsilon": (0.01, 1e-3)}
+    assert (resumed.alpha, resumed.epsilon, resumed.plateau.patience, resumed.stop_epoch) == (0.25, 0.01, 2, 2)
     later = [report(t, 0.5, 0.3) for t in range(4, 10)]
     assert [rule.decide(r) for r in later] == [resumed.decide(r) for r in later]
 
@@ -198,8 +201,8 @@ def test_neve_state_round_trip_mid_run_gives_identical_decisions():
     resumed_model, resumed_optimizer = tiny_setup(seed=1, lr=0.7)  # fresh objects, other weights and lr
     resumed_model.load_state_dict(saved["model"])
     resumed_optimizer.load_state_dict(saved["optimizer"])
-    resumed = NeVe(resumed_model, resumed_optimizer, aux, patience=7, alpha=0.9)
-    resumed.load_state_dict(saved["neve"])
+    resumed = NeVe(resumed_model, resumed_optimizer, aux, patience=1, batch_size=7)
+    assert resumed.load_state_dict(saved["neve"]) == {}
 
     original, again = [], []
     for epoch in range(5, 13):
@@ -248,3 +251,71 @@ def test_valid_edge_values_are_accepted():
     model, optimizer = tiny_setup()
     neve = NeVe(model, optimizer, gaussian_aux(4, (6,)), alpha=0.999, patience=0, epsilon=1e-12, mu=0.0)
     assert neve.rule.plateau.patience == 0 and neve.monitor.tracker.mu == 0.0
+
+
+# --------------------------------------------------------------------------------- misuse and conveniences
+
+
+def test_step_without_an_optimizer_step_warns_and_never_stops():
+    model, optimizer = tiny_setup()
+    controller = NeVe(model, optimizer, gaussian_aux(20, (6,)), epsilon=10.0)  # any measured V would stop
+    with pytest.warns(UserWarning, match="no trained parameter changed since the last measurement"):
+        before = controller.step()  # before any training: used to give V = 0 and stop
+    assert not before.measured and not before.stop and not before.lr_reduced and math.isnan(before.model_velocity)
+    assert controller.monitor.epoch == 0 and controller.stop_epoch is None
+    train_epoch(model, optimizer, 1)
+    first = controller.step()
+    assert first.measured and first.epoch == 1 and first.stop
+    with pytest.warns(UserWarning, match="no trained parameter changed"):
+        again = controller.step()  # twice in a row
+    assert not again.measured and not again.stop and again.epoch == 1 and again.model_velocity == first.model_velocity
+
+
+def test_neve_refuses_a_state_saved_with_other_settings_unless_asked():
+    model, optimizer = tiny_setup()
+    aux = gaussian_aux(20, (6,))
+    controller = NeVe(model, optimizer, aux, patience=1)
+    train_epoch(model, optimizer, 1)
+    controller.step()
+    state = save_load(controller.state_dict())
+    other = NeVe(model, optimizer, aux, patience=4, alpha=0.25)
+    with pytest.raises(ValueError, match=r"alpha=0.5 \(saved\) vs 0.25 \(now\), patience=1 \(saved\) vs 4 \(now\)"):
+        other.load_state_dict(state)
+    assert other.monitor.epoch == 0  # nothing was loaded
+    assert other.load_state_dict(state, settings="new") == {"alpha": (0.5, 0.25), "patience": (1, 4)}
+    assert (other.rule.alpha, other.rule.plateau.patience, other.monitor.epoch) == (0.25, 4, 1)
+    saved = NeVe(model, optimizer, aux, patience=4, alpha=0.25)
+    saved.load_state_dict(state, settings="saved")
+    assert (saved.rule.alpha, saved.rule.plateau.patience) == (0.5, 1)
+
+
+def test_verbose_prints_the_modules_measured_each_cut_and_the_stop(capsys):
+    model, optimizer = tiny_setup()
+    controller = NeVe(model, optimizer, gaussian_aux(20, (6,)), patience=0, epsilon=0.05, verbose=True)
+    assert capsys.readouterr().out.startswith("NeVe measures 3 modules, 35 neurons (2 Linear, 1 BatchNorm1d)")
+    decisions = []
+    for epoch in range(1, 13):
+        train_epoch(model, optimizer, epoch)
+        decisions.append(controller.step())
+    printed = capsys.readouterr().out.splitlines()
+    cuts = [d for d in decisions if d.lr_reduced]
+    assert cuts and controller.stop_epoch is not None
+    assert [line for line in printed if "lr " in line] == [
+        f"NeVe epoch {d.epoch}: the velocity change has not decreased for more than 0 epochs; "
+        f"lr {d.lr * 2:.6g} -> {d.lr:.6g}" for d in cuts]
+    stops = [line for line in printed if "converged" in line]
+    assert len(stops) == 1 and stops[0].startswith(f"NeVe epoch {controller.stop_epoch}: velocity ")
+
+
+def test_public_methods_have_docstrings():
+    import inspect
+
+    import neve
+
+    for name in neve.__all__:
+        thing = getattr(neve, name)
+        assert inspect.getdoc(thing), name
+        if inspect.isclass(thing):
+            for method, member in vars(thing).items():
+                if callable(member) and not method.startswith("_"):
+                    assert inspect.getdoc(member), f"{name}.{method}"

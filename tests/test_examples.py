@@ -40,7 +40,10 @@ def assert_same_decisions(got: dict, expected: dict) -> None:
 
 
 def test_import_neve_imports_no_framework():
-    code = "import sys, neve, neve.integrations; print([m for m in ('lightning', 'transformers') if m in sys.modules])"
+    """Beyond what torch itself imports (torch 2.14 imports tqdm), ``import neve`` loads no framework."""
+    frameworks = ("lightning", "pytorch_lightning", "transformers", "accelerate", "tqdm", "timm", "experiments")
+    code = (f"import sys, torch; before = set(sys.modules); import neve, neve.integrations; "
+            f"print([m for m in {frameworks} if m in sys.modules and m not in before])")
     done = subprocess.run([PYTHON, "-c", code], env=ENV, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
@@ -69,3 +72,15 @@ def test_hf_trainer_on_one_and_two_processes_decides_like_a_plain_loop(tmp_path)
     assert_same_decisions(hf.train(tmp_path / "one"), expected)
     run([*TORCHRUN, str(EXAMPLES / "hf_trainer_tokens.py"), "--out", str(tmp_path / "two")])
     assert_same_decisions(json.loads((tmp_path / "two" / "decisions.json").read_text()), expected)
+
+
+def test_a_frozen_backbone_does_not_stop_the_fine_tune_while_the_head_moves(tmp_path):
+    results = example("finetune_frozen_backbone").main(tmp_path, epochs=10)
+    default, diluted = results["default"], results["every module"]
+    assert default["modules"] == ["1"] and len(diluted["modules"]) == 7  # the head alone; 0.1's rule: all
+    # averaged with the backbone's zeros, V fell below 1e-3 within a few epochs while the head still moved
+    assert diluted["stop_epoch"] is not None and diluted["stop_epoch"] <= 6
+    assert diluted["head_velocity_at_stop"] > 10 * 1e-3
+    assert default["stop_epoch"] is None and min(default["velocity"][:diluted["stop_epoch"]]) > 1e-3
+    assert default["head_velocity"] == default["velocity"]  # the same numbers: V is the head's velocity
+    assert diluted["head_velocity"] == pytest.approx(default["head_velocity"], rel=1e-9)

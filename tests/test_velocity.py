@@ -309,9 +309,11 @@ def test_transformer_encoder_layer_default_selection_and_sizes():
     monitor, reference = VelocityMonitor(model, aux, batch_size=3), StoredActivationsVelocity(model, aux)
     perturb(model, torch.Generator().manual_seed(0))
     report = monitor.measure()
-    # nn.MultiheadAttention applies out_proj's weights with F.linear: never called, not reported
+    # nn.MultiheadAttention is measured on its output (element 0); it applies out_proj's weights with F.linear,
+    # so out_proj is never called and is left out
     assert {name: v.shape for name, v in report.layers.items()} == {
-        "linear1": (12,), "linear2": (8,), "norm1": (8,), "norm2": (8,)}
+        "self_attn": (8,), "linear1": (12,), "linear2": (8,), "norm1": (8,), "norm2": (8,)}
+    assert monitor.left_out == {"self_attn.out_proj": "never called by the forward"}
     assert_reports_close(report, reference.measure())
 
 
@@ -397,10 +399,11 @@ def test_empty_aux_raises(method):
         method(model, gaussian_aux(2, (3, 8, 8)), batch_size=0)
 
 
-def test_aux_that_yields_nothing_raises_at_measurement():
-    monitor = VelocityMonitor(conv_bn_model(), iter([]))
-    with pytest.raises(ValueError, match="no batch"):
-        monitor.measure()
+def test_aux_that_yields_nothing_or_only_once_raises_at_construction():
+    with pytest.raises(ValueError, match="empty"):
+        VelocityMonitor(conv_bn_model(), [])
+    with pytest.raises(TypeError, match="one-shot iterator"):  # read at every measurement: an iterator runs dry
+        VelocityMonitor(conv_bn_model(), iter([torch.randn(2, 3, 8, 8)]))
 
 
 def test_gaussian_aux_shape_and_seed():
@@ -532,7 +535,10 @@ def test_state_dict_round_trip_mid_run_gives_identical_reports():
     resumed_model.load_state_dict(saved_model)
     resumed = VelocityMonitor(resumed_model, aux)  # its own t = 0 reference is wrong until loaded
     fresh = VelocityMonitor(copy.deepcopy(resumed_model), aux, batch_size=4)
-    resumed.load_state_dict(saved_monitor)
+    with pytest.raises(ValueError, match=r"batch_size=4 \(saved\) vs 16 \(now\).*settings='new'"):
+        resumed.load_state_dict(saved_monitor)  # built with another batch size: refused unless asked
+    assert resumed.epoch == 0
+    assert resumed.load_state_dict(saved_monitor, settings="saved") == {"batch_size": (4, 16)}
     assert resumed.epoch == 2 and resumed.batch_size == 4
     resumed_generator = torch.Generator()
     resumed_generator.set_state(saved_generator)
@@ -544,6 +550,19 @@ def test_state_dict_round_trip_mid_run_gives_identical_reports():
         assert_reports_equal(report, resumed.measure())
         assert report.velocity_change is not None
     assert fresh.measure().model_velocity != report.model_velocity  # without the state it differs
+
+
+def test_state_with_other_settings_keeps_the_new_ones_when_asked():
+    model = conv_bn_model()
+    aux = gaussian_aux(10, (3, 8, 8))
+    saved = VelocityMonitor(model, aux, mu=0.5, batch_size=4).state_dict()
+    resumed = VelocityMonitor(model, aux, mu=0.25, batch_size=5)
+    with pytest.raises(ValueError, match="mu=0.5 \\(saved\\) vs 0.25"):
+        resumed.load_state_dict(saved)
+    assert resumed.load_state_dict(saved, settings="new") == {"mu": (0.5, 0.25), "batch_size": (4, 5)}
+    assert (resumed.tracker.mu, resumed.batch_size) == (0.25, 5)
+    with pytest.raises(ValueError, match="settings must be one of"):
+        resumed.load_state_dict(saved, settings="override")
 
 
 def test_state_dict_into_another_architecture_raises():

@@ -26,6 +26,7 @@ from neve.velocity import (
     cosine_from_sums,
     iterate_aux,
     neuron_dim,
+    neuron_output,
     select_modules,
 )
 
@@ -62,7 +63,8 @@ class StoredActivationsVelocity:
         outputs: dict[str, list[Tensor]] = {name: [] for name in self.modules}
 
         def hook_for(name: str, dim: int) -> Callable[..., None]:
-            def hook(module: nn.Module, inputs: Any, output: Tensor) -> None:
+            def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+                output = neuron_output(output)  # element 0 of an RNN's or attention's tuple
                 per_neuron = output.detach().float().transpose(0, dim).reshape(output.shape[dim], -1)
                 outputs[name].append(per_neuron.to(self.storage_device, copy=True))
             return hook

@@ -8,6 +8,8 @@ decision, which the Trainer (it never reduces control flags) needs.
 from __future__ import annotations
 
 import os
+import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState,
 from neve.controller import NeVe, NeVeDecision
 from neve.integrations._state import state_on_cpu
 from neve.io import atomic_torch_save
+from neve.resume import describe_changes
 from neve.velocity import AuxSet, ModuleSelection
 
 #: The file holding the callback's state inside each ``checkpoint-<step>`` folder.
@@ -32,10 +35,14 @@ class NeVeTrainerCallback(TrainerCallback):
     A decay scales the optimizer's lr and the scheduler's ``base_lrs``, so the Trainer's default linear
     (LambdaLR) schedule keeps it. Metrics ``neve/velocity``, ``neve/velocity_change``, ``neve/lr`` go through
     ``trainer.log`` (every ``report_to`` integration and ``trainer_state.json``) once :meth:`attach` gave the
-    callback its trainer, else into ``state.log_history`` only. The state is written into each checkpoint
-    folder (``neve_callback.pt``) and read back when training resumes from ``output_dir/checkpoint-<step>``
-    (``trainer.train(resume_from_checkpoint=True)`` or that path); a checkpoint elsewhere also needs
-    ``TrainingArguments(resume_from_checkpoint=path)``.
+    callback its trainer, else into ``state.log_history`` only; either way every entry the Trainer logs on its
+    own (loss, grad_norm, learning_rate) is kept. The state is written into each checkpoint folder
+    (``neve_callback.pt``, tensors and plain values only: it is read back with ``weights_only=True``) and read
+    back when training resumes from ``output_dir/checkpoint-<step>`` (``trainer.train(resume_from_checkpoint=True)``
+    or that path); a checkpoint elsewhere also needs ``TrainingArguments(resume_from_checkpoint=path)``. A
+    resume with other ``alpha``, ``patience``, ``epsilon``, ``mu`` or ``batch_size`` restores the state and
+    uses the new values, with a warning that lists them. Other keyword arguments (``batch_size``,
+    ``velocity_form``, ``plateau_rule``, ``verbose``, ``trainable``) go to :class:`neve.NeVe`.
     """
 
     def __init__(self, aux: AuxSet, alpha: float = 0.5, patience: int = 10, epsilon: float = 1e-3, mu: float = 0.5,
@@ -69,8 +76,10 @@ class NeVeTrainerCallback(TrainerCallback):
                        **kwargs: Any) -> None:
         self.neve = NeVe(model, optimizer, self.aux, scheduler=lr_scheduler, **self.options)
         if state.global_step > 0:  # resumed: the Trainer restored weights, optimizer and scheduler already
-            self.neve.load_state_dict(torch.load(self._resume_file(args, state), map_location="cpu",
-                                                 weights_only=False))
+            changed = self.neve.load_state_dict(read_state(self._resume_file(args, state)), settings="new")
+            if changed:
+                warnings.warn(f"NeVeTrainerCallback resumed its state with changed arguments "
+                              f"({describe_changes(changed)}): the new ones are used from now on", stacklevel=2)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                     **kwargs: Any) -> None:
@@ -92,13 +101,19 @@ class NeVeTrainerCallback(TrainerCallback):
 
     def _step(self, state: TrainerState, control: TrainerControl) -> None:
         decision = self.neve.step()
+        if not decision.measured:  # no optimizer step since the last measurement (NeVe warned)
+            return
         self.decisions.append(decision)
         metrics = {"neve/velocity": decision.model_velocity, "neve/lr": decision.lr,
                    "neve/lr_reduced": float(decision.lr_reduced), "neve/stop": float(decision.stop)}
         if decision.velocity_change is not None:
             metrics["neve/velocity_change"] = decision.velocity_change
         if self.trainer is not None:
+            # trainer.log runs the callbacks' on_log, whose first (DefaultFlowCallback's handler) clears
+            # should_log: the Trainer's own entry for this step (loss, grad_norm, learning_rate) would be lost
+            should_log = control.should_log
             self.trainer.log(metrics)
+            control.should_log = control.should_log or should_log
         else:
             state.log_history.append({**metrics, "epoch": state.epoch, "step": state.global_step})
         if self.stop and decision.stop:  # the same on every process: the velocities are
@@ -117,3 +132,11 @@ class NeVeTrainerCallback(TrainerCallback):
                                 "this callback, and if it is outside output_dir set "
                                 "TrainingArguments(resume_from_checkpoint=<its folder>)")
 
+def read_state(path: Path) -> dict[str, Any]:
+    """A state this callback wrote: tensors and plain values, loaded without unpickling anything else."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(f"{path} is not a NeVe state this callback wrote: it holds objects other than tensors and "
+                         f"plain values, which are not unpickled ({error}); resume from a checkpoint saved with "
+                         "NeVeTrainerCallback") from error

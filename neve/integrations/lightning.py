@@ -12,10 +12,16 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from neve.controller import NeVe, NeVeDecision
 from neve.integrations._state import state_on_cpu
+from neve.resume import describe_changes
 from neve.velocity import AuxSet, ModuleSelection
+
+#: Where the callback's state lives in a checkpoint's ``callbacks`` dict: one key whatever the arguments, so a run
+#: resumed with other arguments finds its state (neve 0.1 built the key from the arguments, see on_load_checkpoint).
+STATE_KEY = "NeVeCallback"
 
 
 class NeVeCallback(Callback):
@@ -26,11 +32,21 @@ class NeVeCallback(Callback):
     schedulers are composed with: a decay scales their ``base_lrs`` too, so LambdaLR / cosine / step
     schedules keep it; OneCycleLR and CyclicLR, which would undo it, raise at fit start. Logged each epoch
     through ``pl_module.log`` (every configured logger): ``neve/velocity``, ``neve/velocity_change`` (from
-    the second epoch), ``neve/lr``, ``neve/lr_reduced``, ``neve/stop``. The state (reference snapshot,
-    velocities, plateau counter) is saved in the checkpoint under :attr:`state_key`, so
-    ``trainer.fit(ckpt_path=...)`` resumes to the decisions of an uninterrupted run. Sanity checks,
+    the second epoch), ``neve/lr``, ``neve/lr_reduced``, ``neve/stop``. Sanity checks,
     ``validate``/``test``/``predict`` and ``fast_dev_run`` are skipped. Other keyword arguments
-    (``batch_size``, ``velocity_form``, ``plateau_rule``) go to :class:`neve.NeVe`.
+    (``batch_size``, ``velocity_form``, ``plateau_rule``, ``verbose``, ``trainable``) go to :class:`neve.NeVe`.
+
+    Resuming (``trainer.fit(ckpt_path=...)``): the state (reference snapshot, velocities, plateau counter) is
+    saved in the checkpoint under ``"NeVeCallback"``.
+
+    - Same arguments: the run resumes to the decisions of an uninterrupted one. A checkpoint written at
+      validation end, before that epoch's measurement, gets that measurement at train start, on the weights
+      it was written with (one measurement at most).
+    - Other ``alpha``, ``patience``, ``epsilon``, ``mu`` or ``batch_size``: the state is restored and the new
+      arguments are used, with a warning that lists the changes. Another model, ``modules=``,
+      ``velocity_form`` or ``plateau_rule`` raises, saying what to change.
+    - A checkpoint without NeVe state (the callback added at resume): NeVe starts afresh, its t = 0 reference
+      being the resumed weights; its measurements (and :attr:`stop_epoch`) count from there.
     """
 
     def __init__(self, aux: AuxSet, alpha: float = 0.5, patience: int = 10, epsilon: float = 1e-3, mu: float = 0.5,
@@ -40,23 +56,30 @@ class NeVeCallback(Callback):
         self.options = {"alpha": alpha, "patience": patience, "epsilon": epsilon, "mu": mu, "modules": modules,
                         **neve_options}
         self.stop = stop
-        key_modules = modules if modules is None or callable(modules) else list(modules)
-        # built here, from arguments only: a key from attributes set later would never match a checkpoint
-        self._state_key = self._generate_state_key(alpha=alpha, patience=patience, epsilon=epsilon, mu=mu,
-                                                   stop=stop, modules=getattr(key_modules, "__name__", key_modules),
-                                                   **neve_options)
         self.neve: NeVe | None = None
         self.last: NeVeDecision | None = None
         self._pending: dict[str, Any] | None = None
+        self._restored = False
 
     @property
     def state_key(self) -> str:
-        return self._state_key
+        return STATE_KEY
 
     @property
     def stop_epoch(self) -> int | None:
         """The first epoch (1-based measurement count) whose velocity was below epsilon."""
         return self.neve.stop_epoch if self.neve is not None else None
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+                           ) -> None:
+        """Find a state written by neve 0.1, whose key held the constructor's arguments (Lightning then calls
+        :meth:`load_state_dict` only for a state under :attr:`state_key`)."""
+        states = checkpoint.get("callbacks") or {}
+        if STATE_KEY in states:
+            return
+        legacy = [key for key in states if isinstance(key, str) and key.startswith(STATE_KEY + "{")]
+        if len(legacy) == 1:
+            self.load_state_dict(states[legacy[0]])
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.fast_dev_run or trainer.state.fn != TrainerFn.FITTING:
@@ -64,15 +87,35 @@ class NeVeCallback(Callback):
         schedulers = [config.scheduler for config in trainer.lr_scheduler_configs]
         # pl_module is the network itself (the DDP wrapper is trainer.strategy.model): measure it
         self.neve = NeVe(pl_module, list(trainer.optimizers), self.aux, scheduler=schedulers, **self.options)
+        self._restored = False
         if self._pending is not None:  # Lightning loads callback state before on_fit_start
-            self.neve.load_state_dict(self._pending)
+            self._restore(self._pending)
             self._pending = None
 
+    def _restore(self, state: dict[str, Any]) -> None:
+        changed = self.neve.load_state_dict(state, settings="new")
+        self._restored = True
+        if changed:
+            rank_zero_warn(f"NeVeCallback resumed the checkpoint's NeVe state with changed arguments "
+                           f"({describe_changes(changed)}): the new ones are used from now on")
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.neve is None:
+            return
+        if not self._restored:
+            if trainer.current_epoch > 0:
+                rank_zero_info(f"NeVeCallback: the checkpoint holds no NeVe state; NeVe starts afresh at epoch "
+                               f"{trainer.current_epoch}, measuring from the resumed weights")
+            return
+        missed = trainer.current_epoch - self.neve.monitor.epoch
+        if missed < 1:
+            return
+        if missed > 1:
+            rank_zero_warn(f"NeVeCallback: the checkpoint's NeVe state is {missed} epochs behind the trainer; one "
+                           "measurement now covers them")
         # a checkpoint saved at validation end (before this epoch-end step) resumes at the next epoch without
         # calling on_train_epoch_end for the epoch it was saved in: take that measurement now, on the same weights
-        while self.neve is not None and self.neve.monitor.epoch < trainer.current_epoch:
-            self._step(trainer, pl_module, through_module=False)  # Lightning refuses self.log in on_train_start
+        self._step(trainer, pl_module, through_module=False)  # Lightning refuses self.log in on_train_start
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.neve is None or trainer.sanity_checking:
@@ -82,6 +125,8 @@ class NeVeCallback(Callback):
     def _step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, through_module: bool) -> None:
         self.neve.optimizers = list(trainer.optimizers)  # the same objects, unless a hook replaced them
         decision = self.last = self.neve.step()
+        if not decision.measured:  # no optimizer step since the last measurement (NeVe warned); same on every rank
+            return
         metrics = {"neve/velocity": decision.model_velocity, "neve/lr": decision.lr,
                    "neve/lr_reduced": float(decision.lr_reduced), "neve/stop": float(decision.stop)}
         if decision.velocity_change is not None:
@@ -106,4 +151,4 @@ class NeVeCallback(Callback):
         if self.neve is None:
             self._pending = state_dict
         else:  # strategies that restore after setup (restore_checkpoint_after_setup)
-            self.neve.load_state_dict(state_dict)
+            self._restore(state_dict)

@@ -250,3 +250,16 @@ def test_the_best_setting_needs_every_setting_finished_and_a_committed_table(tmp
         best_peer_settings("CNN", path)
     with pytest.raises(ValueError, match="no tuning cells for network"):
         best_peer_settings("MLP", path)
+
+
+def test_tuned_peers_are_the_tuning_sets_best() -> None:
+    """mnist1d-tuning-free-tuned runs each peer at the setting the committed tuning CSV ranks best (the test set
+    chooses nothing); a hand-edited setting, or a CSV aggregated again with another winner, goes red."""
+    from experiments.catalog import MNIST1D_TUNED_PEERS_CNN, best_peer_settings, get_experiment
+
+    best = best_peer_settings("CNN")
+    tuned = {cell.options["method"]: cell for cell in get_experiment("mnist1d-tuning-free-tuned").cells
+             if cell.label.endswith(", tuned")}
+    assert set(tuned) == set(MNIST1D_TUNED_PEERS_CNN)
+    for cell in best.values():
+        assert tuned[cell.options["method"]].options.get("extra", {}) == cell.options.get("extra", {}), cell.label

@@ -27,7 +27,8 @@ from .base import (
 from .folder import folder_images
 from .splits import holdout_split, symmetric_label_noise
 
-TRAIN_ORDERS = ("shuffle", "fixed")  # training.config.TRAIN_ORDERS (data does not import the config)
+#: How each epoch walks the training set (``--train-order``; the run config takes its choices from here).
+TRAIN_ORDERS = ("shuffle", "fixed")
 
 
 

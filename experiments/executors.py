@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from experiments.catalog import PlannedRun
 from experiments.profiles import ClusterProfile
+from experiments.run_folder import RunFolder
 from experiments.slurm_queue import SUBMITTED, read_submitted
 from experiments.training.interrupt import STOP_SIGNALS
 from neve.io import atomic_write_json
@@ -126,7 +127,7 @@ def run_local(runs: Sequence[PlannedRun], *, jobs: int = 1, runs_per_gpu: int = 
         killer.start()
 
     def train_one(run: PlannedRun) -> LocalResult:
-        log_path = run.run_dir / "train.log"
+        log_path = RunFolder(run.run_dir).train_log
         with lock:
             if stopped:
                 return LocalResult(run, None, log_path)

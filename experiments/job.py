@@ -6,32 +6,29 @@ carries only the runs' configs: everything else -- epochs done, optimizer, W&B i
 folder, so a job requeued after a timeout or preemption (submitit replays the pickle it was given) continues
 where the run left off, and a finished run is skipped by the trainer.
 
-While a run trains, an exclusive lock on ``<run>/.lock`` keeps a second job (a repeated sweep, a requeued
-twin) from training the same folder at the same time; ``running.json`` tells the sweep where it runs, and a
-run that raised leaves ``error.json`` (its traceback and log) for ``--status``. A run process
-(``python -m experiments.job``) stops at a safe point on SIGTERM, SIGINT or SIGHUP (:mod:`training.interrupt`) and
-exits with 128 + the signal's number, leaving no ``error.json``: the run is interrupted, not failed.
+While a run trains, the run folder's writer lock (:meth:`RunFolder.writer
+<experiments.run_folder.RunFolder.writer>`, taken by the trainer) keeps a second job (a repeated sweep, a requeued
+twin) or a ``python -m experiments.train`` from training the same folder at the same time: the second one steps
+aside. ``running.json`` tells the sweep where it runs, and a run that raised leaves ``error.json`` (its traceback
+and log) for ``--status``. A run process (``python -m experiments.job``) stops at a safe point on SIGTERM, SIGINT
+or SIGHUP (:mod:`training.interrupt`) and exits with 128 + the signal's number, leaving no ``error.json``: the run
+is interrupted, not failed.
 """
 
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import logging
-import os
 import subprocess
 import sys
-import time
 import traceback
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import submitit
 
-from experiments.run_folder import RunFolder
+from experiments.run_folder import RunFolderBusy
 from experiments.training.config import RunConfig
 from experiments.training.interrupt import RunInterrupted, stop_on_signals
 from experiments.training.records import forget_inherited_wandb_service
@@ -48,63 +45,19 @@ class RunFailed(RuntimeError):
     """One or more runs of a job raised; each left ``error.json`` in its folder."""
 
 
-@contextmanager
-def run_lock(run_dir: Path, wait_s: float = 0.0) -> Iterator[bool]:
-    """Hold ``run_dir/.lock`` exclusively for the block; yields False (holding nothing) if another still has it
-    after ``wait_s`` seconds."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + wait_s
-    with open(run_dir / ".lock", "a+") as handle:
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    yield False
-                    return
-                time.sleep(1.0)
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def slurm_ids() -> dict[str, str]:
-    """This process's SLURM job id as squeue shows it (``123_4`` for an array task), if inside a job."""
-    job = os.environ.get("SLURM_ARRAY_JOB_ID")
-    task = os.environ.get("SLURM_ARRAY_TASK_ID")
-    if job and task:
-        return {"slurm_job_id": f"{job}_{task}"}
-    if os.environ.get("SLURM_JOB_ID"):
-        return {"slurm_job_id": os.environ["SLURM_JOB_ID"]}
-    return {}
-
-
 def train_run(config: dict[str, Any], log_path: str | None = None, wait_s: float = 0.0) -> str:
-    """Train (or resume, or skip if finished) one run; record a failure in its folder and re-raise it.
+    """Train (or resume, or skip if finished) one run; a failure is recorded in its folder and re-raised.
 
-    ``wait_s``: how long to wait for another holder of the run's lock (a requeued SLURM job's predecessor can
+    ``wait_s``: how long to wait for another holder of the run folder (a requeued SLURM job's predecessor can
     take a moment to die) before stepping aside."""
     from experiments.training.trainer import train  # torch and the data stack: only in the process that trains
 
     forget_inherited_wandb_service()
-    run_config = RunConfig(**config).resolved()
-    folder = RunFolder(Path(run_config.out))
-    with run_lock(folder.path, wait_s) as locked:
-        if not locked:
-            log.warning("%s is being trained by another job; skipping it here", folder.path)
-            return BUSY
-        folder.clear_error()
-        folder.mark_running(log=log_path, **slurm_ids())
-        try:
-            train(run_config)
-        except BaseException as error:
-            if not isinstance(error, KeyboardInterrupt | SystemExit | RunInterrupted):
-                folder.mark_failed(error, traceback.format_exc(), log_path)
-            raise
-        finally:
-            folder.clear_running()
+    try:
+        train(RunConfig(**config), lock_wait_s=wait_s, log_path=log_path)
+    except RunFolderBusy as busy:
+        log.warning("%s; this job skips it", busy)
+        return BUSY
     return TRAINED
 
 

@@ -232,7 +232,7 @@ def run_status(run: PlannedRun, submission: dict[str, Any] | None, queue: dict[s
         return RunStatus(run, state, epochs, f"{job}; log {submission['stderr']}")
     if marker and not marker.get("slurm_job_id"):
         return RunStatus(run, "running", epochs, f"pid {marker.get('pid')} on {marker.get('host')}; log "
-                                                 f"{marker.get('log') or run.run_dir / 'train.log'}")
+                                                 f"{marker.get('log') or folder.train_log}")
     if submission and queue_error:  # queued, running, requeued after a failure or gone: the scheduler knows
         return RunStatus(run, UNKNOWN, epochs, f"SLURM job {submission['job_id']} not finished; {queue_error}; "
                                                f"log {submission['stderr']}")

@@ -66,6 +66,12 @@ def min_lr_change(plateau_rule: str) -> float | None:
     return CODE_LR_EPS if plateau_rule == "code" else None
 
 
+def neve_stops(model_velocity: float, epsilon: float) -> bool:
+    """NeVe's stop test (spec section 3): the model's velocity V^t is below epsilon. The one definition, for
+    :class:`NeVeRule` and for anyone recording where NeVe would have stopped (NaN never stops)."""
+    return model_velocity < epsilon
+
+
 class Plateau:
     """ReduceLROnPlateau's rule in 'min' mode with threshold 0, on any signal.
 
@@ -121,7 +127,7 @@ class NeVeRule:
         change = report.velocity_change
         stepped = change is not None and not (self.plateau_rule == "code" and change == 0.0)
         reduce = stepped and self.plateau.step(change)
-        stop = report.model_velocity < self.epsilon
+        stop = neve_stops(report.model_velocity, self.epsilon)
         if stop and self.stop_epoch is None:
             self.stop_epoch = report.epoch
         return reduce, stop

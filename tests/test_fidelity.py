@@ -325,7 +325,7 @@ def test_a_code_fidelity_run_builds_what_its_config_says(tmp_path: Path):
     model = build_model(config, data)
     assert [(s.pad_before, s.pad_after) for s in shortcuts(model)] == [(0, 16), (0, 32)]
     summary = train(config)
-    checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert checkpoint["monitor"]["tracker"]["form"] == "signed"
     assert summary["test_augmentation"] is True
     # The recorded test accuracy is the one on the augmented test images of that epoch.

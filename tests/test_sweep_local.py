@@ -98,7 +98,8 @@ def test_a_second_job_on_a_run_being_trained_steps_aside(tmp_path: Path) -> None
     wait_for(run.run_dir / "running.json", first)
     second = subprocess.run(run_command(run.config.to_dict()),
                             cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert second.returncode == 0 and "being trained by another job" in second.stderr
+    assert second.returncode == 0 and f"being trained by another process (pid {first.pid}," in second.stderr
+    assert "this job skips it" in second.stderr
     assert first.wait(timeout=120) == 0
     assert (run.run_dir / "summary.json").exists()
 
@@ -140,7 +141,7 @@ def test_a_sweep_sent_sigterm_stops_its_runs_at_a_checkpoint_leaves_nothing_runn
     assert stopped and not any((run.run_dir / "summary.json").exists() for run in runs), err
     for run in stopped:  # stopped at a safe point: its checkpoint is whole and matches its records
         epochs = len(records_without_seconds(run.run_dir))
-        assert torch.load(run.run_dir / "checkpoint.pt", weights_only=False)["epoch"] == epochs
+        assert torch.load(run.run_dir / "checkpoint.pt", weights_only=True)["epoch"] == epochs
         assert f"stopped after epoch {epochs}" in next(line for line in err.splitlines() if str(run.run_dir) in line)
         assert not (run.run_dir / "error.json").exists() and not (run.run_dir / "running.json").exists()
     for run in runs:

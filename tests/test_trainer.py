@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -12,10 +14,11 @@ from cli_runs import cli, records_without_seconds, straight_and_resumed, wait_fo
 from experiments.methods import EpochResult, Stepper, method_class
 from experiments.train import build_parser, config_from_args
 from experiments.train import main as train_main
-from experiments.training.config import RunConfig
+from experiments.training.config import RunConfig, flag_of
 from experiments.training.records import read_records
 from experiments.training.summary import summarize
 from experiments.training.trainer import CheckpointError, train
+from neve import controller
 
 FAST = dict(dataset="digits", model="resnet8", epochs=3, batch_size=128, aux_size=16, wandb="disabled",
             progress=False, num_workers=0)
@@ -198,6 +201,52 @@ def test_bad_options_give_clear_errors_from_the_command_line(tmp_path: Path, cap
     assert exit_info.value.code == 2 and "--optimizer: invalid choice" in capsys.readouterr().err
 
 
+def test_non_finite_numbers_are_refused_at_the_command_line_and_in_the_config(capsys) -> None:
+    for args in (["--lr", "nan"], ["--epsilon", "inf"], ["--holdout=-inf"], ["--alpha", "NaN"]):
+        with pytest.raises(SystemExit) as exit_info:
+            train_main(args)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and "is not a finite number" in err, (args, err)
+        assert f"argument {args[0].split('=')[0]}" in err
+    for field, value in (("lr", math.nan), ("momentum", math.inf), ("betas", (0.9, math.nan))):
+        with pytest.raises(ValueError, match="must be a finite number"):
+            RunConfig(dataset="digits", model="resnet8", **{field: value}).resolved()
+
+
+def test_the_command_line_is_the_config_fields_with_their_help_and_defaults() -> None:
+    """Every option is a RunConfig field, declared once: its flag, help and default come from the field, and
+    leaving every option out is RunConfig's defaults."""
+    parser = build_parser()
+    text = "".join(parser.format_help().split())  # wrapped lines (also at hyphens) joined back
+    options = [f for f in dataclasses.fields(RunConfig) if "option" in f.metadata]
+    assert len(options) == 42  # the options the command line had when it was written out by hand
+    by_flag = {action.dest: action for action in parser._actions}
+    for field in options:
+        how = field.metadata["option"]
+        assert flag_of(field) in by_flag[field.name].option_strings
+        assert "".join(how.help.split()) in text, field.name
+        if field.default not in (None, dataclasses.MISSING, ()) and not isinstance(field.default, bool):
+            assert by_flag[field.name].help.endswith(f"(default: {field.default})"), field.name
+        if how.choices:
+            assert list(by_flag[field.name].choices) == list(how.allowed())
+    assert config_from_args(parser.parse_args([])) == RunConfig()
+    assert config_from_args(parser.parse_args(["--no-download", "--no-progress", "--data-option", "seed=43",
+                                               "--milestones", "3,5", "--velocity-sets", "train"])) == \
+        RunConfig(download=False, progress=False, data_options={"seed": "43"}, milestones=(3, 5),
+                  velocity_sets=("train",))
+    with pytest.raises(ValueError, match="--stop must be one of halt, mark"):  # the same choices in Python
+        RunConfig(dataset="digits", model="resnet8", stop="never").resolved()
+
+
+def test_the_neve_stop_column_is_the_controllers_stop_test(tmp_path: Path, monkeypatch) -> None:
+    """The trainer records where NeVe stops (every method's ``neve_stop``) with neve.controller's rule, the one
+    NeVe's own stop uses: another rule there changes both."""
+    monkeypatch.setattr(controller, "neve_stops", lambda velocity, epsilon: velocity < 100 * epsilon + 1.0)
+    _, records = run(tmp_path, method="neve", epochs=1, stop="mark")
+    assert 1e-3 < records[0]["model_velocity"] < 1.0
+    assert records[0]["neve_stop"] == records[0]["method_stop"] == 1
+
+
 def test_adam_without_lr_gets_the_papers_1e_3() -> None:
     # Spec section 4: the Adam ablation (Fig. 8) trains with lr 1e-3, whatever the recipe's SGD lr (0.1).
     for dataset, model in (("cifar100", "resnet32"), ("digits", "resnet8")):
@@ -274,7 +323,7 @@ def test_a_run_logs_every_epoch_and_its_summary_to_an_offline_wandb_run(tmp_path
     monkeypatch.setenv("WANDB_SILENT", "true")
     summary, records = run(tmp_path, method="neve", epochs=2, wandb="offline")
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    wandb_id = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["wandb_id"]
+    wandb_id = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["wandb_id"]
     logged = offline_run(tmp_path / "run", wandb_id)
     history = [row for row in logged["history"] if "epoch" in row]
     assert [row["epoch"] for row in history] == [1, 2]

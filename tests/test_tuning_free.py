@@ -60,7 +60,7 @@ def test_run_killed_with_sigkill_resumes_to_the_same_records(method: str, tmp_pa
     final_killed = torch.load(killed / "model.pt", weights_only=True)
     assert all(torch.equal(final_straight[k], final_killed[k]) for k in final_straight)
     if method == "dog":  # the saved model is the averaged one, not the trained one
-        checkpoint = torch.load(straight / "checkpoint.pt", weights_only=False)
+        checkpoint = torch.load(straight / "checkpoint.pt", weights_only=True)
         averaged, trained = checkpoint["stepper"]["averager"]["av_model"], checkpoint["model"]
         assert all(torch.equal(final_straight[k], averaged[k]) for k in final_straight)
         assert not torch.equal(final_straight["fc.weight"], trained["fc.weight"])
@@ -87,7 +87,7 @@ def test_velocity_is_measured_on_the_evaluated_model_after_batchnorm_recalibrati
 
     assert velocity_from_start_to(torch.load(tmp_path / "run" / "model.pt", weights_only=True)) == \
         pytest.approx(velocity, rel=1e-6)
-    checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     if method == "dog":
         assert velocity_from_start_to(checkpoint["model"]) != pytest.approx(velocity, rel=1e-3)
     else:  # saved in eval mode (at x), with the statistics 50 training batches give at x

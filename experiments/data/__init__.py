@@ -30,9 +30,10 @@ from .base import (
 from .folder import folder_images
 from .splits import holdout_split, symmetric_label_noise
 
-#: How a run walks its training set (``RunConfig.train_order``): a permutation per (seed, epoch), or the stored
-#: order every epoch (MNIST-1D's published ``train.py``).
+#: How each epoch walks the training set (``--train-order``; the run config takes its choices from here).
 TRAIN_ORDERS = ("shuffle", "fixed")
+
+
 
 def load_data(
     name: str,

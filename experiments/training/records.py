@@ -1,5 +1,6 @@
-"""Per-epoch records of a run: ``config.json``, ``records.csv`` and ``summary.json`` in the run folder,
-mirrored to a W&B run (online, offline, or not at all).
+"""Per-epoch records of a run: ``config.json``, ``records.csv`` and ``summary.json`` in the run folder
+(:class:`~experiments.run_folder.RunFolder` names them and reads them back), mirrored to a W&B run (online,
+offline, or not at all).
 
 The CSV is the record format the rest of the project reads (aggregation, plots); W&B is a view of it.
 Every file is rewritten atomically, so a run killed at any moment leaves the previous complete file.
@@ -12,18 +13,20 @@ import io
 import json
 import netrc
 import os
-import re
 import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from experiments.run_folder import RunFolder
+from experiments.run_folder import read_records as read_records  # re-exported: where callers have read records
 from neve.io import atomic_write_json, atomic_write_text
 
-WANDB_MODES = ("online", "offline", "disabled")
+#: ``--wandb``: "auto" picks one of the others (:func:`resolve_wandb_mode`).
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+_RESOLVED_MODES = WANDB_MODES[1:]
 _WANDB_MODE_ALIASES = {"dryrun": "offline", "run": "online"}  # older spellings wandb still accepts
 _DEFAULT_WANDB_HOST = "https://api.wandb.ai"
-_INT = re.compile(r"[+-]?\d+")
 
 
 def forget_inherited_wandb_service() -> None:
@@ -44,16 +47,16 @@ def resolve_wandb_mode(mode: str) -> str:
     is logged in to W&B (``WANDB_API_KEY`` set, or an API key for the W&B host in ~/.netrc), else "offline"
     (the run can be uploaded later with ``wandb sync``).
     """
-    if mode in WANDB_MODES:
+    if mode in _RESOLVED_MODES:
         return mode
     if mode != "auto":
-        raise ValueError(f"unknown W&B mode {mode!r}; expected one of: auto, {', '.join(WANDB_MODES)}")
+        raise ValueError(f"unknown W&B mode {mode!r}; expected one of: {', '.join(WANDB_MODES)}")
     if os.environ.get("WANDB_DISABLED", "").lower() in ("1", "true", "yes"):
         return "disabled"
     if env_mode := os.environ.get("WANDB_MODE", "").strip().lower():
         env_mode = _WANDB_MODE_ALIASES.get(env_mode, env_mode)
-        if env_mode not in WANDB_MODES:
-            expected = ", ".join(WANDB_MODES)
+        if env_mode not in _RESOLVED_MODES:
+            expected = ", ".join(_RESOLVED_MODES)
             raise ValueError(f"WANDB_MODE={env_mode!r} is not one of {expected}; fix or unset it")
         return env_mode
     return "online" if _wandb_logged_in() else "offline"
@@ -102,14 +105,15 @@ class RunLog:
         wandb_id: str | None = None,
         group: str | None = None,
     ):
-        self.run_dir = Path(run_dir)
+        self.folder = RunFolder(Path(run_dir))
+        self.run_dir = self.folder.path
         self.config = config
         self.records: list[dict] = [dict(record) for record in records or []]
         self.wandb_id = wandb_id
         self.group = group
         self.wandb_mode = resolve_wandb_mode(wandb_mode)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.run_dir / "config.json", _json_safe(config))
+        atomic_write_json(self.folder.config_file, _json_safe(config))
         # On resume the CSV may hold epochs logged after the checkpoint was taken; the checkpoint wins.
         _write_csv(self.csv_path, self.records)
         self._run = None
@@ -119,7 +123,7 @@ class RunLog:
 
     @property
     def csv_path(self) -> Path:
-        return self.run_dir / "records.csv"
+        return self.folder.records_file
 
     def _start_wandb(self, project: str, run_name: str | None):
         import wandb  # slow to import: only when W&B is wanted
@@ -164,18 +168,11 @@ class RunLog:
 
     def finish(self, summary: dict) -> None:
         """Write ``summary.json``, put the summary in the W&B run's summary, and close the W&B run."""
-        atomic_write_json(self.run_dir / "summary.json", _json_safe(summary))
+        atomic_write_json(self.folder.summary_file, _json_safe(summary))
         if self._run is not None:
             self._run.summary.update(_json_safe(summary))
             self._run.finish()
             self._run = None
-
-
-def read_records(run_dir: str | Path) -> list[dict]:
-    """Parse ``run_dir/records.csv`` back into dicts: ints, floats and bools as such, empty cells as None."""
-    path = Path(run_dir) / "records.csv"
-    with path.open(newline="", encoding="utf-8") as handle:
-        return [{key: _parse_cell(cell) for key, cell in row.items()} for row in csv.DictReader(handle)]
 
 
 def _write_csv(path: Path, records: list[dict]) -> None:
@@ -198,19 +195,6 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # numpy / torch scalars
         return value.item()
     return value
-
-
-def _parse_cell(cell: str | None) -> Any:
-    if cell is None or cell == "":
-        return None
-    if _INT.fullmatch(cell):
-        return int(cell)
-    if cell in ("True", "False"):
-        return cell == "True"
-    try:
-        return float(cell)
-    except ValueError:
-        return cell
 
 
 def _json_safe(data: Any) -> Any:

@@ -4,7 +4,10 @@ Per epoch: the policy sets the lr, the model trains on the training stream, is e
 validation (if held out) and test sets, velocity is measured on the aux set (for every method),
 the policy decides, one record is logged, and the run folder gets an atomic checkpoint with
 everything needed to continue bit for bit: model, optimizer (stepper), policy, velocity monitor,
-RNG states and the records so far. A finished run has ``summary.json``. A stop requested through
+RNG states and the records so far, as tensors and plain values only (it is read back with
+``torch.load(weights_only=True)``: a planted file cannot run code). A finished run has ``summary.json``. Only one
+process writes a run folder at a time (:meth:`RunFolder.writer <experiments.run_folder.RunFolder.writer>`),
+and it starts by removing the temporary files a killed write left. A stop requested through
 :mod:`training.interrupt` (a signal, in a process that asked for that) is taken before a batch, never between an
 epoch's record and its checkpoint, so the last checkpoint always matches the records.
 
@@ -21,10 +24,12 @@ straight run makes at every epoch start, so a resumed run is exact.
 
 from __future__ import annotations
 
-import json
 import logging
+import pickle
 import random
+import re
 import time
+import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,22 +45,28 @@ from experiments.data import DataSplits, load_data
 from experiments.methods import Decision, EpochResult, Policy, Stepper, method_class
 from experiments.models import create_model, model_variants
 from experiments.models.registry import DEFAULT_VARIANT
+from experiments.run_folder import RunFolder
 from experiments.training import interrupt
 from experiments.training.batchnorm import recalibrate_batchnorm
 from experiments.training.config import RunConfig, config_differences
 from experiments.training.precision import autocast_dtype
 from experiments.training.records import RunLog
 from experiments.training.summary import summarize
+from neve import controller
 from neve.aux_sets import gaussian_aux
 from neve.io import atomic_torch_save
 from neve.velocity import VelocityMonitor
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoint.pt"
-SUMMARY = "summary.json"
-KEPT_MODEL = "kept_model.pt"
 CHECKPOINT_FORMAT = 1
+#: Checkpoints written before they held only tensors and plain values kept numpy's RNG state as a uint32 array:
+#: numpy's array reconstruction (under numpy 2's and numpy 1's module names), its ndarray and dtype classes are
+#: all such a file needs beyond what ``weights_only`` allows. Nothing else is let in.
+_RECONSTRUCT = (getattr(np, "_core", None) or np.core).multiarray._reconstruct
+_NUMPY_ARRAY_GLOBALS = [np.ndarray, np.dtype, type(np.dtype(np.uint32)),
+                        (_RECONSTRUCT, "numpy._core.multiarray._reconstruct"),
+                        (_RECONSTRUCT, "numpy.core.multiarray._reconstruct")]
 
 
 class CheckpointError(RuntimeError):
@@ -77,7 +88,10 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every generator's state, as tensors and plain values (numpy's key array as a list of ints)."""
+    name, key, position, has_gauss, cached_gaussian = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": (name, key.tolist(), position, has_gauss, cached_gaussian),
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -85,7 +99,8 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, key, position, has_gauss, cached_gaussian = state["numpy"]  # key: a list, or an array (older files)
+    np.random.set_state((name, np.asarray(key, dtype=np.uint32), position, has_gauss, cached_gaussian))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -123,7 +138,8 @@ class Trainer:
 
     def __init__(self, config: RunConfig) -> None:
         self.config = config.resolved()
-        self.run_dir = Path(self.config.out)
+        self.folder = RunFolder(Path(self.config.out))
+        self.run_dir = self.folder.path
         self.device = pick_device(self.config.device)
         # bf16 autocast where the hardware has it (GPUs, CPUs with AVX512-BF16/AMX); never for velocity,
         # which the monitor measures with autocast off.
@@ -131,11 +147,11 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------- run
     def run(self) -> dict[str, Any]:
-        summary_path = self.run_dir / SUMMARY
-        if summary_path.exists():
-            self._check_same_experiment(json.loads((self.run_dir / "config.json").read_text()), summary_path)
-            log.warning("%s is finished (summary.json exists); not running it again", self.run_dir)
-            return json.loads(summary_path.read_text())
+        if self.folder.finished:
+            self._check_same_experiment(self.folder.config(), self.folder.summary_file)
+            log.warning("%s is finished (%s exists); not running it again", self.run_dir,
+                        self.folder.summary_file.name)
+            return self.folder.summary()
         checkpoint = self._read_checkpoint()
         c = self.config
         policy_cls = method_class(c.method)
@@ -188,7 +204,7 @@ class Trainer:
             interrupt.check()  # a requested stop (interrupt) is taken between epochs or batches, never mid-write
             record, decision = self._epoch(epoch, model, data, policy, stepper, monitor, set_monitors)
             if decision.keep_weights:
-                atomic_torch_save(self.run_dir / KEPT_MODEL, {"epoch": epoch, "model": evaluated.state_dict()})
+                atomic_torch_save(self.folder.kept_model_file, {"epoch": epoch, "model": evaluated.state_dict()})
             runlog.log(record)
             self._write_checkpoint(epoch, model, stepper, policy, monitor, set_monitors, runlog)
             finished_early = _halted(record, c)
@@ -196,7 +212,7 @@ class Trainer:
                 log.warning("%s diverged: training loss %s at epoch %d (lr %g); halted here", self.run_dir,
                             record["train_loss"], epoch, record["lr"])
         summary = summarize(runlog.records, c.to_dict())
-        atomic_torch_save(self.run_dir / "model.pt", evaluated.state_dict())
+        atomic_torch_save(self.folder.model_file, evaluated.state_dict())
         runlog.finish(summary)
         return summary
 
@@ -223,7 +239,8 @@ class Trainer:
             "epoch": epoch, "lr": lr, "train_loss": train.loss, "train_acc": train.acc,
             "val_loss": result.val_loss, "val_acc": result.val_acc, "test_loss": test.loss, "test_acc": test.acc,
             "model_velocity": report.model_velocity, "velocity_change": report.velocity_change, **set_velocities,
-            "lr_reduced": int(decision.lr_reduced), "neve_stop": int(report.model_velocity < self.config.epsilon),
+            "lr_reduced": int(decision.lr_reduced),
+            "neve_stop": int(controller.neve_stops(report.model_velocity, self.config.epsilon)),
             "method_stop": int(decision.stop), "kept_weights": int(decision.keep_weights),
             **decision.extra, **stepper.record(),
             "seconds": time.perf_counter() - started,
@@ -286,7 +303,7 @@ class Trainer:
     def _write_checkpoint(self, epoch: int, model: nn.Module, stepper: Stepper, policy: Policy,
                           monitor: VelocityMonitor, set_monitors: dict[str, VelocityMonitor],
                           runlog: RunLog) -> None:
-        atomic_torch_save(self.run_dir / CHECKPOINT, {
+        atomic_torch_save(self.folder.checkpoint_file, {
             "format": CHECKPOINT_FORMAT, "config": self.config.to_dict(), "epoch": epoch,
             "model": model.state_dict(), "stepper": stepper.state_dict(), "policy": policy.state_dict(),
             "monitor": monitor.state_dict(),
@@ -296,16 +313,29 @@ class Trainer:
         })
 
     def _read_checkpoint(self) -> dict[str, Any] | None:
-        path = self.run_dir / CHECKPOINT
+        path = self.folder.checkpoint_file
         if not path.exists():
             return None
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=False)  # each part moves itself
+        try:  # tensors and plain values only: a file that holds anything else is refused, nothing in it runs
+            with torch.serialization.safe_globals(_NUMPY_ARRAY_GLOBALS):
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # each part moves itself
+        except pickle.UnpicklingError as error:
+            refused = re.search(r"WeightsUnpickler error:\s*([^\n]*)", str(error))
+            if refused is None:
+                raise CheckpointError(
+                    f"the checkpoint {path} cannot be read (UnpicklingError: {error}). It was left as it is: move "
+                    "it away to start this run over, or point --out to a new folder") from error
+            what = refused.group(1).split(" was not an allowed global")[0].strip() or "an unknown instruction"
+            raise CheckpointError(
+                f"the checkpoint {path} cannot be read: it holds more than tensors and plain values ({what}), so it "
+                "is corrupt or this trainer did not write it; it was refused, and nothing in it ran. It was left as "
+                "it is: move it away to start this run over, or point --out to a new folder") from None
         except Exception as error:
             raise CheckpointError(
                 f"the checkpoint {path} cannot be read ({type(error).__name__}: {error}). It was left as it is: "
                 f"move it away to start this run over, or point --out to a new folder") from error
-        if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        if (not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT
+                or not isinstance(checkpoint.get("config"), dict)):
             raise CheckpointError(f"{path} is not a neve checkpoint of format {CHECKPOINT_FORMAT}; it was left "
                                   "as it is: move it away to start over, or use another --out")
         self._check_same_experiment(checkpoint["config"], path)
@@ -329,6 +359,32 @@ def _halted(record: dict[str, Any], config: RunConfig) -> bool:
     return diverged or (config.stop == "halt" and bool(record["method_stop"]))
 
 
-def train(config: RunConfig) -> dict[str, Any]:
-    """Run (or resume, or skip if finished) one experiment; returns its summary."""
-    return Trainer(config).run()
+def train(config: RunConfig, *, lock_wait_s: float = 0.0, log_path: str | None = None) -> dict[str, Any]:
+    """Run (or resume, or skip if finished) one experiment as its folder's only writer; returns its summary.
+
+    Another process training the same folder makes it wait up to ``lock_wait_s`` seconds, then raise
+    :class:`~experiments.run_folder.RunFolderBusy` naming that process. While it trains, ``running.json`` says
+    where (and ``log_path``, the log its output goes to); an error leaves ``error.json`` (not an interruption:
+    the last checkpoint is intact and the same command resumes).
+    """
+    config = config.resolved()
+    folder = RunFolder(Path(config.out))
+    with folder.writer(lock_wait_s):
+        folder.remove_stale_temporaries()
+        folder.clear_error()
+        folder.mark_running(log=log_path)
+        try:
+            return Trainer(config).run()  # its errors too (no GPU for --device cuda, ...) go to error.json
+        except BaseException as error:
+            if not isinstance(error, KeyboardInterrupt | SystemExit | interrupt.RunInterrupted):
+                _record_failure(folder, error, log_path)
+            raise
+        finally:
+            folder.clear_running()
+
+
+def _record_failure(folder: RunFolder, error: BaseException, log_path: str | None) -> None:
+    try:
+        folder.mark_failed(error, traceback.format_exc(), log_path)
+    except OSError as cannot:  # the disk that failed the run may refuse error.json too
+        log.warning("could not write %s (%s)", folder.error_file, cannot)

@@ -20,10 +20,10 @@ import json
 from pathlib import Path
 
 import torch
+from digits_data import load_digits_tensors
 from torch import nn
 
 import neve
-from experiments.data.digits import load_digits_tensors
 
 SEED = 0
 PRETRAIN_EPOCHS = 10

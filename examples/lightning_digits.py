@@ -17,12 +17,12 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from digits_data import load_digits_tensors
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 import neve
-from experiments.data.digits import load_digits_tensors
 from neve.integrations.lightning import NeVeCallback
 
 SEED = 0

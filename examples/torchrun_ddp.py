@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from digits_data import load_digits_tensors
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 import neve
-from experiments.data.digits import load_digits_tensors
 
 SEED, TRAIN_SAMPLES, GLOBAL_BATCH, LR = 0, 1024, 128, 0.2
 NEVE = {"alpha": 0.5, "patience": 0, "epsilon": 1e-3}

@@ -89,11 +89,19 @@ class Experiment:
     #: Summary fields reported for every cell beside its own number: ``("test_acc_at_neve_stop",)`` gives every
     #: method's accuracy where NeVe would have stopped it.
     also_report: tuple[str, ...] = ()
+    #: The numbers behind its figure's claim, computed at aggregation (``NAME_claims.csv``): a claim of
+    #: ``experiments.figure_claims`` -> its options, ``{"against_reference": {"reference": "NeVe"}}``.
+    claims: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.also_report if name not in METRICS]
         if unknown:
             raise ValueError(f"experiment {self.name!r}: also_report must name fields of {METRICS}, got {unknown}")
+        labels = {cell.label for cell in self.cells}
+        for claim, options in self.claims.items():
+            if "reference" in options and options["reference"] not in labels:
+                raise ValueError(f"experiment {self.name!r}: claim {claim!r} compares with {options['reference']!r}, "
+                                 f"which is not one of its cells ({', '.join(sorted(labels))})")
 
     def miniature(self, epochs: int = MINIATURE_EPOCHS) -> Experiment:
         """The same grid on digits with a ResNet-8 for ``epochs`` epochs: an offline rehearsal of the whole
@@ -299,6 +307,15 @@ def fig4a() -> Experiment:
 #: Fig. 4b: |D_aux| sizes. Real images come from a 10% validation split (5,000 images), so 5,000 is the most.
 FIG4B_SIZES = (1, 10, 100, 1000, 5000)
 AUX_TYPES = {"gaussian": {"aux": "gaussian"}, "val": {"aux": "val", "holdout": 0.1}}
+#: The numbers behind each figure's claim (``experiments.figure_claims``). Fig. 4b: every size and type against the
+#: paper's default (100 Gaussian samples), and Gaussian against real samples at each size; Fig. 5: NeVe's stop
+#: against the test loss's minimum and the best test accuracy; Fig. 7: the aux velocity against the validation and
+#: training velocities, and its plateau against the losses' minima; the ablation: each (alpha, delta) against the
+#: defaults (0.5, 10).
+FIG4B_CLAIMS = {"against_reference": {"reference": "gaussian 100"}, "paired": {"by": "aux_size", "across": "aux"}}
+FIG5_CLAIMS: dict[str, dict[str, Any]] = {"stop_vs_overfitting": {}}
+FIG7_CLAIMS: dict[str, dict[str, Any]] = {"velocity_sets": {}}
+ABLATION_CLAIMS = {"against_reference": {"reference": "alpha 0.5, delta 10"}}
 
 
 @experiment("fig4b")
@@ -308,7 +325,7 @@ def fig4b() -> Experiment:
              for kind in AUX_TYPES for size in FIG4B_SIZES]
     return Experiment(
         "fig4b", "Fig. 4b: CIFAR-100 ResNet-32 NeVe accuracy vs the aux set's size and type", "figure",
-        tuple(cells), defaults=PAPER_RUN,
+        tuple(cells), defaults=PAPER_RUN, claims=FIG4B_CLAIMS,
         reads="Gaussian noise at 100 images is Table II's CIFAR-100 NeVe run (shared). Real images are drawn "
               "from a 10% validation split, which those runs then do not train on.")
 
@@ -319,7 +336,7 @@ def fig5() -> Experiment:
              Cell("Baseline", neve_c100(method="baseline"), values={"method": "Baseline"})]
     return Experiment(
         "fig5", "Fig. 5: CIFAR-100 test accuracy over the whole budget, NeVe's stop marked", "figure",
-        tuple(cells), defaults=PAPER_RUN, curves=True,
+        tuple(cells), defaults=PAPER_RUN, curves=True, claims=FIG5_CLAIMS,
         reads="Table II's CIFAR-100 NeVe and Baseline runs (no new training): --stop mark trains the whole "
               "budget and records where V < epsilon.")
 
@@ -346,7 +363,7 @@ def fig7() -> Experiment:
                            "velocity_sets": ("train", "val")}, values={"method": "constant lr"})]
     return Experiment(
         "fig7", "Fig. 7: CIFAR-10 velocity on training, validation and aux images, and the three losses, "
-        "constant lr", "figure", tuple(cells), defaults=PAPER_RUN, curves=True,
+        "constant lr", "figure", tuple(cells), defaults=PAPER_RUN, curves=True, claims=FIG7_CLAIMS,
         reads="its own runs: one training per seed measures the velocity on the aux set and on 100 training and "
               "100 validation images (--velocity-sets train,val) and records train/val/test loss.")
 
@@ -376,7 +393,7 @@ def ablation_alpha_delta() -> Experiment:
              for p in grid(alpha=ABLATION_ALPHAS, patience=ABLATION_PATIENCES)]
     return Experiment(
         "ablation-alpha-delta", "Ablation: CIFAR-100 NeVe over the lr decay alpha and the plateau patience delta",
-        "figure", tuple(cells), defaults=PAPER_RUN,
+        "figure", tuple(cells), defaults=PAPER_RUN, claims=ABLATION_CLAIMS,
         reads="(0.5, 10) is Table II's NeVe and (0.5, 5) Table I's NeVe (δ=5) (shared); the other 7 cells are new.")
 
 
@@ -654,7 +671,7 @@ def mnist1d_fig4b() -> Experiment:
              for kind in AUX_TYPES for size in MNIST1D_FIG4B_SIZES]
     return Experiment(
         "mnist1d-fig4b", "Fig. 4b on MNIST-1D: CNN NeVe accuracy and stop epoch vs the aux set's size and type",
-        "figure", tuple(cells), defaults=MNIST1D_RUN,
+        "figure", tuple(cells), defaults=MNIST1D_RUN, claims=FIG4B_CLAIMS,
         reads="Gaussian noise at 100 sequences is mnist1d-table2's CNN NeVe run (shared); the rest are new. Real "
               "sequences are drawn from a 10% validation split, which those runs then do not train on.")
 
@@ -667,7 +684,7 @@ def mnist1d_fig5() -> Experiment:
                   block="MNIST-1D CNN")]
     return Experiment(
         "mnist1d-fig5", "Fig. 5 on MNIST-1D: CNN test accuracy and loss over the whole budget, NeVe's stop marked",
-        "figure", tuple(cells), defaults=MNIST1D_RUN, curves=True,
+        "figure", tuple(cells), defaults=MNIST1D_RUN, curves=True, claims=FIG5_CLAIMS,
         reads="mnist1d-table2's CNN NeVe and Baseline runs (no new training): --stop mark trains the whole budget and "
               "records where V < epsilon, so NeVe's stop epoch is compared with the epoch of the minimum test loss "
               "and of the best test accuracy, run by run.")
@@ -679,7 +696,7 @@ def mnist1d_fig7() -> Experiment:
                                   "velocity_sets": ("train", "val")}, values={"method": "constant lr"})]
     return Experiment(
         "mnist1d-fig7", "Fig. 7 on MNIST-1D: CNN velocity on training, validation and aux sequences, and the three "
-        "losses, constant lr", "figure", tuple(cells), defaults=MNIST1D_RUN, curves=True,
+        "losses, constant lr", "figure", tuple(cells), defaults=MNIST1D_RUN, curves=True, claims=FIG7_CLAIMS,
         reads="its own runs: one training per seed at the SGD protocol's lr 0.1 held constant measures the velocity "
               "on the aux set and on 100 training and 100 validation sequences (--velocity-sets train,val), and "
               "records the training, validation and test losses.")
@@ -711,6 +728,28 @@ def mnist1d_ablation_alpha_delta() -> Experiment:
              for p in grid(alpha=ABLATION_ALPHAS, patience=ABLATION_PATIENCES)]
     return Experiment(
         "mnist1d-ablation-alpha-delta", "Ablation on MNIST-1D: CNN NeVe over the lr decay alpha and the plateau "
-        "patience delta", "figure", tuple(cells), defaults=MNIST1D_RUN,
+        "patience delta", "figure", tuple(cells), defaults=MNIST1D_RUN, claims=ABLATION_CLAIMS,
         reads="(0.5, 10) is mnist1d-table2's CNN NeVe and (0.5, 5) mnist1d-table1's NeVe (δ=5) (shared); the other 7 "
               "cells are new.")
+
+
+#: The methods scored by ``mnist1d-stop-quality``: Table I's rows that stop, keep or run the whole budget besides
+#: NeVe (whose runs are Table II's).
+MNIST1D_STOP_QUALITY_TABLE1_ROWS = ("Label Wave (δ=5)", "Label Wave (δ=10)", "Ultimate Optimizer")
+
+
+@experiment("mnist1d-stop-quality")
+def mnist1d_stop_quality() -> Experiment:
+    table2 = get_experiment("mnist1d-table2").cells
+    table1 = [cell for cell in get_experiment("mnist1d-table1").cells if cell.label in MNIST1D_STOP_QUALITY_TABLE1_ROWS]
+    cells = [cell for cell in table2 if cell.block == "MNIST-1D CNN"] + sorted(
+        table1, key=lambda cell: MNIST1D_STOP_QUALITY_TABLE1_ROWS.index(cell.label))
+    cells += [cell for cell in table2 if cell.block == "MNIST-1D ResNet-1D"]
+    return Experiment(
+        "mnist1d-stop-quality", "Stop quality on MNIST-1D: each method's accuracy regret against the best epoch in "
+        "hindsight, and the epochs it saves", "figure", tuple(cells), defaults=MNIST1D_RUN,
+        also_report=MNIST1D_ALSO_REPORT,
+        reads="mnist1d-table2's Baseline, V.Loss 30% / 10% and NeVe rows (CNN and ResNet-1D) and mnist1d-table1's "
+              "Label Wave (δ=5, δ=10) and Ultimate Optimizer (CNN), the same cells and runs (no new training). Each "
+              "run's stop quality (experiments.stop_quality) is in every results CSV; the Baseline's would-be stop is "
+              "its first V < epsilon (the *_at_neve_stop columns).")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import pytest
 
@@ -308,3 +309,165 @@ def test_the_mnist1d_experiments_share_table2s_runs_instead_of_training_them_aga
         expected = {"fidelity", "velocity_form", "aux_noise", "plateau_rule", "resnet_variant"}
         assert changed == expected, (run.name, changed)
         assert (ours["velocity_form"], ours["aux_noise"], ours["plateau_rule"]) == ("signed", "uint8", "code")
+
+
+# ------------------------------------------------------------------------------------------ MNIST-1D figures
+# Each new entry has a check that reads its grid and which runs it shares, and a test that planting a defect (a
+# wrong grid value, an option that stops a cell sharing the run it should) turns the check red.
+def planted(name: str, label: str, **options: object) -> catalog.Experiment:
+    """Experiment ``name`` with one more (or another) option in cell ``label``."""
+    experiment = get_experiment(name)
+    if label not in {cell.label for cell in experiment.cells}:  # not an AssertionError: the test expects those
+        raise KeyError(f"{name} has no cell {label!r}")
+    cells = tuple(dataclasses.replace(c, options={**c.options, **options}) if c.label == label else c
+                  for c in experiment.cells)
+    return dataclasses.replace(experiment, cells=cells)
+
+
+def by_cell(experiment: catalog.Experiment, seeds: int = 2) -> dict[tuple[str, str], dict[int, catalog.PlannedRun]]:
+    out: dict[tuple[str, str], dict[int, catalog.PlannedRun]] = {}
+    for run in experiment.runs(seeds):
+        out.setdefault((run.cell.block, run.cell.label), {})[run.seed] = run
+    return out
+
+
+def names_of(runs: dict[int, catalog.PlannedRun]) -> dict[int, str]:
+    return {seed: run.name for seed, run in runs.items()}
+
+
+def table_cell(name: str, label: str, block: str = "MNIST-1D CNN", seeds: int = 2) -> dict[int, str]:
+    """The run folders of cell ``label`` of experiment ``name``, by seed."""
+    return names_of(by_cell(get_experiment(name), seeds)[(block, label)])
+
+
+@functools.cache
+def everything_else(name: str) -> frozenset[str]:
+    """Every run folder of every other experiment, at the two seeds the checks read."""
+    return frozenset(run.name for other in catalog.experiment_names() if other != name
+                     for run in get_experiment(other).runs(2))
+
+
+def check_mnist1d_fig4b(experiment: catalog.Experiment) -> None:
+    cells = by_cell(experiment)
+    assert {(r[0].cell.values["aux"], r[0].cell.values["aux_size"]) for r in cells.values()} == {
+        (kind, size) for kind in ("gaussian", "val") for size in (1, 10, 100, 400)}
+    for runs in cells.values():
+        for run in runs.values():
+            c, values = run.config, run.cell.values
+            assert (c.dataset, c.model, c.method, c.stop) == ("mnist1d", "mnist1d_cnn", "neve", "mark")
+            assert (c.aux, c.aux_size) == (values["aux"], values["aux_size"])
+            assert c.holdout == (0.1 if c.aux == "val" else 0.0)
+            assert (c.epsilon, c.alpha, c.patience, c.lr) == (1e-3, 0.5, 10, 0.1)
+            assert run.cell.metric == "test_acc_at_neve_stop"
+    # Gaussian noise at 100 sequences is mnist1d-table2's CNN NeVe run; the other cells are new.
+    shared = names_of(next(r for key, r in cells.items() if key[1] == "gaussian 100"))
+    assert shared == table_cell("mnist1d-table2", "NeVe")
+    others = {run.name for key, runs in cells.items() if key[1] != "gaussian 100" for run in runs.values()}
+    assert not others & everything_else(experiment.name)
+    assert experiment.claims["against_reference"] == {"reference": "gaussian 100"}
+
+
+def check_mnist1d_fig5(experiment: catalog.Experiment) -> None:
+    cells = by_cell(experiment)
+    assert set(cells) == {("MNIST-1D CNN", "NeVe"), ("MNIST-1D CNN", "Baseline")}
+    for (_, label), runs in cells.items():  # no new training: mnist1d-table2's CNN runs, row for row
+        assert names_of(runs) == table_cell("mnist1d-table2", label), label
+    assert experiment.curves and "stop_vs_overfitting" in experiment.claims
+
+
+def check_mnist1d_fig7(experiment: catalog.Experiment) -> None:
+    (runs,) = by_cell(experiment).values()
+    for run in runs.values():
+        c = run.config
+        assert (c.dataset, c.model, c.method, c.optimizer, c.lr) == ("mnist1d", "mnist1d_cnn", "none", "sgd", 0.1)
+        assert c.velocity_sets == ("train", "val") and c.holdout == 0.1 and c.epochs == 200
+        assert (c.aux, c.aux_size, c.epsilon) == ("gaussian", 100, 1e-3)
+    assert experiment.curves and "velocity_sets" in experiment.claims
+
+
+def check_mnist1d_tuning_adam(experiment: catalog.Experiment) -> None:
+    runs = [run for cell in by_cell(experiment).values() for run in cell.values()]
+    assert sorted({run.config.lr for run in runs}) == [1e-3, 3e-3, 1e-2]
+    for run in runs:
+        c = run.config
+        assert (c.model, c.method, c.optimizer, c.data_options) == ("mnist1d_cnn", "baseline", "adam", {"seed": 43})
+        assert (c.milestones, c.weight_decay, c.epochs) == ((80, 120), 5e-4, 200)
+        assert run.cell.values["lr"] == c.lr
+
+
+def check_mnist1d_ablation(experiment: catalog.Experiment) -> None:
+    cells = by_cell(experiment)
+    grid_values = {(r[0].config.alpha, r[0].config.patience) for r in cells.values()}
+    assert grid_values == {(a, d) for a in (0.25, 0.5, 0.75) for d in (5, 10, 20)}
+    for runs in cells.values():
+        for run in runs.values():
+            c = run.config
+            assert (c.alpha, c.patience) == (run.cell.values["alpha"], run.cell.values["patience"])
+            assert (c.model, c.method, c.epsilon, c.aux_size, c.lr) == ("mnist1d_cnn", "neve", 1e-3, 100, 0.1)
+    at = {(r[0].config.alpha, r[0].config.patience): names_of(r) for r in cells.values()}
+    assert at[(0.5, 10)] == table_cell("mnist1d-table2", "NeVe")
+    assert at[(0.5, 5)] == table_cell("mnist1d-table1", "NeVe (δ=5)")
+    new = {n for key, runs in at.items() if key not in ((0.5, 10), (0.5, 5)) for n in runs.values()}
+    assert len(new) == 7 * 2 and not new & everything_else(experiment.name)
+    assert experiment.claims["against_reference"] == {"reference": "alpha 0.5, delta 10"}
+
+
+#: The cells of mnist1d-stop-quality and the experiment and block each reads its runs from.
+STOP_QUALITY_SOURCES = {
+    **{("MNIST-1D CNN", label): ("mnist1d-table2", "MNIST-1D CNN")
+       for label in ("Baseline", "V.Loss 30%", "V.Loss 10%", "NeVe")},
+    **{("MNIST-1D CNN", label): ("mnist1d-table1", "MNIST-1D CNN")
+       for label in ("Label Wave (δ=5)", "Label Wave (δ=10)", "Ultimate Optimizer")},
+    **{("MNIST-1D ResNet-1D", label): ("mnist1d-table2", "MNIST-1D ResNet-1D")
+       for label in ("Baseline", "V.Loss 30%", "V.Loss 10%", "NeVe")},
+}
+
+
+def check_mnist1d_stop_quality(experiment: catalog.Experiment) -> None:
+    cells = by_cell(experiment)
+    assert set(cells) == set(STOP_QUALITY_SOURCES)
+    for (block, label), runs in cells.items():
+        source, source_block = STOP_QUALITY_SOURCES[(block, label)]
+        assert names_of(runs) == table_cell(source, label, source_block), (block, label)
+        source_cell = next(c for c in get_experiment(source).cells if (c.block, c.label) == (source_block, label))
+        assert runs[0].cell.metric == source_cell.metric, (block, label)
+
+
+NEW_MNIST1D_ENTRIES = {"mnist1d-fig4b": check_mnist1d_fig4b, "mnist1d-fig5": check_mnist1d_fig5,
+                       "mnist1d-fig7": check_mnist1d_fig7, "mnist1d-tuning-adam": check_mnist1d_tuning_adam,
+                       "mnist1d-ablation-alpha-delta": check_mnist1d_ablation,
+                       "mnist1d-stop-quality": check_mnist1d_stop_quality}
+
+
+@pytest.mark.parametrize("name", list(NEW_MNIST1D_ENTRIES))
+def test_the_new_mnist1d_entries_have_their_grids_and_share_the_runs_they_should(name: str) -> None:
+    experiment = get_experiment(name)
+    NEW_MNIST1D_ENTRIES[name](experiment)
+    assert experiment.seeds == (2 if name == "mnist1d-tuning-adam" else 10)
+    for run in experiment.runs(1):
+        c = run.config
+        assert (c.dataset, c.precision, c.threads, c.num_workers, c.batch_size) == ("mnist1d", "fp32", 1, 0, 100)
+
+
+PLANTED_DEFECTS = [
+    ("mnist1d-fig4b", "val 400", {"aux_size": 300}),           # a wrong grid value
+    ("mnist1d-fig4b", "gaussian 100", {"aux_batch_size": 32}),  # no longer Table II's NeVe run
+    ("mnist1d-fig5", "NeVe", {"patience": 11}),
+    ("mnist1d-fig5", "Baseline", {"milestones": (80, 140)}),
+    ("mnist1d-fig7", "constant lr", {"velocity_sets": ("val",)}),
+    ("mnist1d-fig7", "constant lr", {"lr": 0.05}),
+    ("mnist1d-tuning-adam", "CNN Adam lr 0.003", {"lr": 2e-3}),
+    ("mnist1d-tuning-adam", "CNN Adam lr 0.01", {"data_options": {}}),  # on the test set's generator
+    ("mnist1d-ablation-alpha-delta", "alpha 0.75, delta 20", {"alpha": 0.8}),
+    ("mnist1d-ablation-alpha-delta", "alpha 0.5, delta 10", {"epsilon": 1e-4}),
+    ("mnist1d-ablation-alpha-delta", "alpha 0.5, delta 5", {"mu": 0.6}),
+    ("mnist1d-stop-quality", "V.Loss 10%", {"holdout": 0.11}),
+    ("mnist1d-stop-quality", "Label Wave (δ=5)", {"label_noise": 0.2}),
+    ("mnist1d-stop-quality", "Ultimate Optimizer", {"momentum": 0.8}),
+]
+
+
+@pytest.mark.parametrize(("name", "label", "options"), PLANTED_DEFECTS)
+def test_a_planted_defect_in_a_new_mnist1d_entry_turns_its_check_red(name: str, label: str, options: dict) -> None:
+    with pytest.raises(AssertionError):
+        NEW_MNIST1D_ENTRIES[name](planted(name, label, **options))

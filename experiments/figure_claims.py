@@ -47,13 +47,14 @@ def stop_vs_overfitting(records: Records) -> dict[str, float]:
     stop = _first(records, "neve_stop")
     min_loss = _arg(records, "test_loss", min)
     best_acc = _arg(records, "test_acc", max)
-    at_stop = stop or {}
     return {"neve_stop_epoch": _epoch(stop), "min_test_loss_epoch": _epoch(min_loss),
             "best_test_acc_epoch": _epoch(best_acc),
             "stop_minus_min_test_loss_epoch": _epoch(stop) - _epoch(min_loss),
             "stop_minus_best_test_acc_epoch": _epoch(stop) - _epoch(best_acc),
-            "test_acc_at_neve_stop": _percent(at_stop.get("test_acc")), "best_test_acc": _percent(best_acc["test_acc"]),
-            "test_loss_at_neve_stop": _float(at_stop.get("test_loss")), "min_test_loss": _float(min_loss["test_loss"])}
+            "test_acc_at_neve_stop": _percent(_get(stop, "test_acc")),
+            "best_test_acc": _percent(_get(best_acc, "test_acc")),
+            "test_loss_at_neve_stop": _float(_get(stop, "test_loss")),
+            "min_test_loss": _float(_get(min_loss, "test_loss"))}
 
 
 def velocity_sets(records: Records) -> dict[str, float]:
@@ -196,13 +197,17 @@ def _first(records: Records, marker: str) -> Mapping[str, Any] | None:
     return next((r for r in records if r.get(marker)), None)
 
 
-def _arg(records: Records, column: str, pick: Callable[..., Any]) -> Mapping[str, Any]:
-    """The first record with the smallest/largest finite ``column``."""
+def _arg(records: Records, column: str, pick: Callable[..., Any]) -> Mapping[str, Any] | None:
+    """The first record with the smallest/largest finite ``column``; None if none is finite (a diverged run)."""
     known = [r for r in records if r.get(column) is not None and math.isfinite(float(r[column]))]
     if not known:
-        raise ValueError(f"the run recorded no finite {column}")
+        return None
     best = pick(float(r[column]) for r in known)
     return next(r for r in known if float(r[column]) == best)
+
+
+def _get(record: Mapping[str, Any] | None, column: str) -> Any:
+    return None if record is None else record.get(column)
 
 
 def _epoch(record: Mapping[str, Any] | None) -> float:

@@ -39,6 +39,8 @@ def test_fig5_places_the_stop_against_the_test_losss_minimum_and_the_best_accura
     never = stop_vs_overfitting([{**r, "neve_stop": 0} for r in run])
     assert math.isnan(never["neve_stop_epoch"]) and math.isnan(never["stop_minus_min_test_loss_epoch"])
     assert never["min_test_loss_epoch"] == 4
+    diverged = stop_vs_overfitting([{**r, "test_loss": math.nan} for r in run])  # described, not a crash
+    assert math.isnan(diverged["min_test_loss_epoch"]) and diverged["best_test_acc_epoch"] == 5
 
 
 def fig7_records(aux: list[float], val: list[float], train: list[float], epsilon: float = 0.1) -> list[dict]:

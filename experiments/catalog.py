@@ -122,6 +122,9 @@ class Experiment:
     #: Experiments whose results, where aggregated beside its own, join its figure (a performance profile's
     #: workloads: MNIST-1D's takes in the CIFAR ones).
     joins: tuple[str, ...] = ()
+    #: The numbers behind its figure's claim, computed at aggregation (``NAME_claims.csv``): a claim of
+    #: ``experiments.figure_claims`` -> its options, ``{"against_reference": {"reference": "NeVe"}}``.
+    claims: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.also_report if name not in METRICS]
@@ -129,6 +132,11 @@ class Experiment:
             raise ValueError(f"experiment {self.name!r}: also_report must name fields of {METRICS}, got {unknown}")
         if self.kind not in KINDS:
             raise ValueError(f"experiment {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        labels = {cell.label for cell in self.cells}
+        for claim, options in self.claims.items():
+            if "reference" in options and options["reference"] not in labels:
+                raise ValueError(f"experiment {self.name!r}: claim {claim!r} compares with {options['reference']!r}, "
+                                 f"which is not one of its cells ({', '.join(sorted(labels))})")
 
     @property
     def datasets(self) -> list[str]:
@@ -356,6 +364,17 @@ def fig4a() -> Experiment:
 #: Fig. 4b: |D_aux| sizes. Real images come from a 10% validation split (5,000 images), so 5,000 is the most.
 FIG4B_SIZES = (1, 10, 100, 1000, 5000)
 AUX_TYPES = {"gaussian": {"aux": "gaussian"}, "val": {"aux": "val", "holdout": 0.1}}
+#: The numbers behind each figure's claim (``experiments.figure_claims``). Fig. 4b: every size and type against the
+#: paper's default (100 Gaussian samples), and Gaussian against real samples at each size; Fig. 5: NeVe's stop
+#: against the test loss's minimum and the best test accuracy; Fig. 7: the aux velocity against the validation and
+#: training velocities, and its plateau against the losses' minima; the ablation: each (alpha, delta) against the
+#: defaults (0.5, 10).
+FIG4B_CLAIMS = {"against_reference": {"reference": "gaussian 100"}, "paired": {"by": "aux_size", "across": "aux"}}
+FIG5_CLAIMS: dict[str, dict[str, Any]] = {"stop_vs_overfitting": {}}
+FIG7_CLAIMS: dict[str, dict[str, Any]] = {"velocity_sets": {}}
+ABLATION_CLAIMS = {"against_reference": {"reference": "alpha 0.5, delta 10"}}
+#: Fig. 8 on MNIST-1D: for NeVe and the Baseline each, Adam against SGD.
+MNIST1D_FIG8_CLAIMS = {"paired": {"by": "method", "across": "optimizer"}}
 
 
 @experiment("fig4b")
@@ -365,7 +384,7 @@ def fig4b() -> Experiment:
              for kind in AUX_TYPES for size in FIG4B_SIZES]
     return Experiment(
         "fig4b", "Fig. 4b: CIFAR-100 ResNet-32 NeVe accuracy vs the aux set's size and type", "figure",
-        tuple(cells), defaults=PAPER_RUN,
+        tuple(cells), defaults=PAPER_RUN, claims=FIG4B_CLAIMS,
         layout="fig4b", make="fig4b", rehearsal=Rehearsal(1, ("aux=gaussian", "aux_size=10", "aux_size=100")),
         notebook="CIFAR-100 ResNet-32 NeVe with |D_aux| from 1 to 5,000 images of Gaussian noise or of real "
                  "(validation) images.",
@@ -379,7 +398,7 @@ def fig5() -> Experiment:
              Cell("Baseline", neve_c100(method="baseline"), values={"method": "Baseline"})]
     return Experiment(
         "fig5", "Fig. 5: CIFAR-100 test accuracy over the whole budget, NeVe's stop marked", "figure",
-        tuple(cells), defaults=PAPER_RUN, curves=True,
+        tuple(cells), defaults=PAPER_RUN, curves=True, claims=FIG5_CLAIMS,
         layout="fig5", make="fig5", rehearsal=Rehearsal(2),
         notebook="CIFAR-100 ResNet-32, NeVe and the Baseline trained for the whole budget (`--stop mark`); the "
                  "dashed line and band are the mean and std over seeds of the epoch where V < ε.",
@@ -412,7 +431,7 @@ def fig7() -> Experiment:
                            "velocity_sets": ("train", "val")}, values={"method": "constant lr"})]
     return Experiment(
         "fig7", "Fig. 7: CIFAR-10 velocity on training, validation and aux images, and the three losses, "
-        "constant lr", "figure", tuple(cells), defaults=PAPER_RUN, curves=True,
+        "constant lr", "figure", tuple(cells), defaults=PAPER_RUN, curves=True, claims=FIG7_CLAIMS,
         layout="fig7", make="fig7", rehearsal=Rehearsal(1),
         notebook="CIFAR-10 ResNet-32 with a constant learning rate: velocity measured on the Gaussian aux set and on "
                  "100 training and 100 validation images, and the train / validation / test losses.",
@@ -448,7 +467,7 @@ def ablation_alpha_delta() -> Experiment:
              for p in grid(alpha=ABLATION_ALPHAS, patience=ABLATION_PATIENCES)]
     return Experiment(
         "ablation-alpha-delta", "Ablation: CIFAR-100 NeVe over the lr decay alpha and the plateau patience delta",
-        "figure", tuple(cells), defaults=PAPER_RUN,
+        "figure", tuple(cells), defaults=PAPER_RUN, claims=ABLATION_CLAIMS,
         layout="alpha-delta", make="ablation",
         rehearsal=Rehearsal(1, ("alpha=0.25", "alpha=0.5", "patience=10")),
         notebook="CIFAR-100 ResNet-32 NeVe: accuracy at the stop and the stop epoch for each (α, δ).",
@@ -733,7 +752,7 @@ def mnist1d_fig4b() -> Experiment:
              for kind in AUX_TYPES for size in MNIST1D_FIG4B_SIZES]
     return Experiment(
         "mnist1d-fig4b", "Fig. 4b on MNIST-1D: CNN NeVe accuracy and stop epoch vs the aux set's size and type",
-        "figure", tuple(cells), defaults=MNIST1D_RUN,
+        "figure", tuple(cells), defaults=MNIST1D_RUN, claims=FIG4B_CLAIMS,
         layout="fig4b", rehearsal=Rehearsal(1, ("aux_size=10", "aux_size=100")),
         notebook="MNIST-1D CNN NeVe with |D_aux| from 1 to 400 sequences of Gaussian noise or of real (validation) "
                  "sequences, 10 seeds: the accuracy at NeVe's stop and the stop's epoch against the aux set's size, "
@@ -751,7 +770,7 @@ def mnist1d_fig5() -> Experiment:
                   block="MNIST-1D CNN")]
     return Experiment(
         "mnist1d-fig5", "Fig. 5 on MNIST-1D: CNN test accuracy and loss over the whole budget, NeVe's stop marked",
-        "figure", tuple(cells), defaults=MNIST1D_RUN, curves=True,
+        "figure", tuple(cells), defaults=MNIST1D_RUN, curves=True, claims=FIG5_CLAIMS,
         layout="fig5", rehearsal=Rehearsal(2),
         notebook="MNIST-1D CNN, NeVe and the Baseline trained for the whole budget (`--stop mark`; `mnist1d-table2`'s "
                  "runs, no new training), 10 seeds: test accuracy and test loss over epochs, NeVe's stop marked in "
@@ -768,7 +787,7 @@ def mnist1d_fig7() -> Experiment:
                                   "velocity_sets": ("train", "val")}, values={"method": "constant lr"})]
     return Experiment(
         "mnist1d-fig7", "Fig. 7 on MNIST-1D: CNN velocity on training, validation and aux sequences, and the three "
-        "losses, constant lr", "figure", tuple(cells), defaults=MNIST1D_RUN, curves=True,
+        "losses, constant lr", "figure", tuple(cells), defaults=MNIST1D_RUN, curves=True, claims=FIG7_CLAIMS,
         layout="fig7", rehearsal=Rehearsal(1),
         notebook="MNIST-1D CNN with the SGD protocol's lr 0.1 held constant, 10 seeds: velocity measured on the "
                  "Gaussian aux set and on 100 training and 100 validation sequences, and the train / validation / "
@@ -808,7 +827,7 @@ def mnist1d_ablation_alpha_delta() -> Experiment:
              for p in grid(alpha=ABLATION_ALPHAS, patience=ABLATION_PATIENCES)]
     return Experiment(
         "mnist1d-ablation-alpha-delta", "Ablation on MNIST-1D: CNN NeVe over the lr decay alpha and the plateau "
-        "patience delta", "figure", tuple(cells), defaults=MNIST1D_RUN,
+        "patience delta", "figure", tuple(cells), defaults=MNIST1D_RUN, claims=ABLATION_CLAIMS,
         layout="alpha-delta", rehearsal=Rehearsal(1, ("alpha=0.25", "alpha=0.5", "patience=10")),
         notebook="MNIST-1D CNN NeVe over the lr decay α (0.25, 0.5, 0.75) and the plateau patience δ (5, 10, 20), 10 "
                  "seeds: the accuracy at the stop and the stop's epoch for each (α, δ), each tested (Welch) against "
@@ -835,7 +854,7 @@ def mnist1d_fig8() -> Experiment:
                   values={"method": "Baseline", "optimizer": "Adam"})]
     return Experiment(
         "mnist1d-fig8", "Fig. 8 on MNIST-1D: CNN NeVe with SGD and Adam: velocity and accuracy, stop marked", "figure",
-        tuple(cells), defaults=MNIST1D_RUN, curves=True,
+        tuple(cells), defaults=MNIST1D_RUN, curves=True, claims=MNIST1D_FIG8_CLAIMS,
         layout="fig8", rehearsal=Rehearsal(1),
         notebook="MNIST-1D CNN NeVe and the Baseline with SGD (the protocol's lr 0.1) and Adam (lr 1e-2, chosen on the "
                  "tuning set by `mnist1d-tuning-adam`), 10 seeds: velocity and test accuracy over epochs, each "
@@ -843,6 +862,35 @@ def mnist1d_fig8() -> Experiment:
         reads="SGD rows are mnist1d-table2's CNN runs (shared); the Adam rows are new, at the lr chosen on the tuning "
               "set (mnist1d-tuning-adam). NeVe replaces the MultiStep schedule for both optimizers; --stop mark gives "
               "the accuracy at NeVe's stop and after the whole budget.")
+
+
+#: The methods scored by ``mnist1d-stop-quality``: Table I's rows that stop, keep or run the whole budget besides
+#: NeVe (whose runs are Table II's).
+MNIST1D_STOP_QUALITY_TABLE1_ROWS = ("Label Wave (δ=5)", "Label Wave (δ=10)", "Ultimate Optimizer")
+
+
+@experiment("mnist1d-stop-quality")
+def mnist1d_stop_quality() -> Experiment:
+    table2 = get_experiment("mnist1d-table2").cells
+    table1 = [cell for cell in get_experiment("mnist1d-table1").cells if cell.label in MNIST1D_STOP_QUALITY_TABLE1_ROWS]
+    cells = [cell for cell in table2 if cell.block == "MNIST-1D CNN"] + sorted(
+        table1, key=lambda cell: MNIST1D_STOP_QUALITY_TABLE1_ROWS.index(cell.label))
+    return Experiment(
+        "mnist1d-stop-quality", "Stop quality on MNIST-1D: each method's accuracy regret against the best epoch in "
+        "hindsight, and the epochs it saves (CNN)", "figure", tuple(cells), defaults=MNIST1D_RUN,
+        also_report=MNIST1D_ALSO_REPORT,
+        layout="stop-quality", rehearsal=Rehearsal(2),
+        notebook="Is NeVe's stop a good one? For every run of every method on the MNIST-1D CNN that stops or keeps a "
+                 "model (NeVe, V.Loss 30% / 10%, Label Wave δ = 5 / 10, the Ultimate Optimizer, and the Baseline, "
+                 "whose would-be stop is its own first V < ε), 10 seeds: the oracle (the best test accuracy over the "
+                 "epochs it trained, in hindsight, which no method may use), the accuracy regret (the oracle minus "
+                 "the accuracy it reports) and the epochs it saves against the 200-epoch budget. The figure: regret "
+                 "against epochs saved, a point per method (mean and 95% interval over seeds). These are "
+                 "`mnist1d-table2`'s and `mnist1d-table1`'s runs: no new training.",
+        reads="mnist1d-table2's CNN Baseline, V.Loss 30% / 10% and NeVe rows and mnist1d-table1's Label Wave (δ=5, "
+              "δ=10) and Ultimate Optimizer, the same cells and runs (no new training). Each run's stop quality "
+              "(experiments.stop_quality) is in every results CSV; the Baseline's would-be stop is its first "
+              "V < epsilon (the *_at_neve_stop columns).")
 
 
 # ------------------------------------------------------------------------------------------ tuning-free

@@ -409,8 +409,13 @@ def aggregate(name: str, *, seeds: int | None = None, runs_dir: str | Path = "ru
         check_complete(name, results_dir, runs, runs_dir)
     if experiment.target_margin is not None:
         runs = add_time_to_target(runs, data, experiment.target_margin)
+    # Stop quality and the figures' claims, computed from what was read here (they use describe and welch above).
+    from experiments import figure_claims, stop_quality
+
+    runs = stop_quality.add_to_runs(runs, [item.records for item in data])
     table = cells_table(runs, cells, values, varying, experiment.kind, second_reference=experiment.second_reference,
                         also_report=experiment.also_report, partial=partial)
+    table = stop_quality.add_to_cells(table, runs)
     frames: dict[str, pd.DataFrame] = {"": table, "runs": runs}
     if experiment.curves:
         frames["epochs"] = epochs_table(data, values)
@@ -418,9 +423,11 @@ def aggregate(name: str, *, seeds: int | None = None, runs_dir: str | Path = "ru
         if key not in DERIVED:
             raise ValueError(f"{name}: derived value {key!r} has no aggregation; known: {', '.join(DERIVED)}")
         frames[key] = DERIVED[key](data, values, cells, options)
+    claims = figure_claims.claim_tables(experiment.claims, runs, {item.run.name: item.records for item in data})
+    frames |= claims
     written = [write_csv(frame, results_path(results_dir, name, part)) for part, frame in frames.items()]
     results = Results(name, frames[""], runs, frames.get("epochs"),
-                      {key: frames[key] for key in experiment.derived})
+                      {key: frames[key] for key in [*experiment.derived, *claims]})
     return Aggregated(experiment, results, written)
 
 

@@ -42,7 +42,8 @@ def notebook_experiments() -> list[Experiment]:
 
 
 def notebook(experiment: Experiment) -> nbformat.NotebookNode:
-    """``experiment``'s notebook: its introduction, the parameters cell, its table, its figure, its numbers."""
+    """``experiment``'s notebook: its introduction, the parameters cell, its table, its figure, its numbers, and
+    the numbers behind its claim where it declares one."""
     name = experiment.name
     intro = (f"# {experiment.title}\n\n{experiment.notebook}\n\n"
              f"Reads only the results CSVs of `{name}` (written by `python -m experiments.aggregate {name}`) and "
@@ -79,6 +80,12 @@ def notebook(experiment: Experiment) -> nbformat.NotebookNode:
              nbformat.v4.new_markdown_cell("Per cell (accuracies in %, wall times in seconds): the numbers behind "
                                            "the table and the figure."),
              nbformat.v4.new_code_cell("results.cells")]
+    if experiment.claims:
+        cells += [nbformat.v4.new_markdown_cell(
+                      f"The numbers behind the figure's claim (`{name}_claims.csv`, `experiments.figure_claims`): per "
+                      "claim, cell and quantity, the mean and 95% interval over the runs that have it (`n` of "
+                      "`n_runs`) and, where the claim compares, Welch's test against the `versus` cell."),
+                  nbformat.v4.new_code_cell('results.need_derived("claims")')]
     for index, cell in enumerate(cells):
         cell["id"] = f"{name}-{index}"
     return nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": KERNEL, "language_info": {"name": "python"}})

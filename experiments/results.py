@@ -5,7 +5,12 @@
 - ``NAME_runs.csv``: one row per planned run (a cell at a seed), finished or not (``state``);
 - ``NAME.csv``: one row per cell: mean, std, 95% confidence interval over its finished seeds, the paper's number;
 - ``NAME_epochs.csv``: every record of every finished run, for experiments that plot curves;
-- ``NAME_<derived>.csv``: values computed from the records (Fig. 6: ``NAME_epsilon.csv``).
+- ``NAME_<derived>.csv``: values computed from the records (Fig. 6: ``NAME_epsilon.csv``);
+- ``NAME_claims.csv`` and ``NAME_claims_runs.csv``: the numbers behind a figure's claim, for experiments that
+  declare ``claims`` (``experiments.figure_claims``), loaded with the derived values.
+
+Every ``NAME_runs.csv`` and ``NAME.csv`` also carries each run's stop quality (:data:`STOP_QUALITY_RUN_COLUMNS`,
+:data:`STOP_QUALITY_CELL_COLUMNS`; ``experiments.stop_quality``) after the fixed columns.
 
 An experiment that asks for more reporting (the catalog's ``target_margin``, ``second_reference``,
 ``also_report``: the tuning-free comparison) has more columns after the fixed ones: :data:`TARGET_RUN_COLUMNS`
@@ -61,6 +66,26 @@ METHOD_TIME_CELL_COLUMN = "method_seconds_mean"
 #: fixed columns; CSVs aggregated before them lack them.
 DIVERGED_CELL_COLUMN = "n_diverged"
 PARTIAL_COLUMN = "partial"
+#: Stop quality (``experiments.stop_quality``), after the fixed columns of every ``NAME_runs.csv``: the oracle (best
+#: test accuracy over the epochs the run trained, and its first epoch; ``oracle_whole_budget`` 0 for a halted run),
+#: the regret (oracle minus the reported accuracy), the epochs the method trains and saves against the budget, both
+#: again at the run's first V < epsilon, and the same seed's block Baseline oracle with the regret against it.
+STOP_QUALITY_RUN_COLUMNS = ("oracle_epoch", "oracle_acc", "oracle_whole_budget", "regret", "epochs_spent",
+                            "epochs_saved", "regret_at_neve_stop", "epochs_saved_at_neve_stop", "baseline_oracle_acc",
+                            "baseline_oracle_epoch", "baseline_regret")
+#: Stop quality per cell, after the fixed columns of every ``NAME.csv``: means, and 95% t-intervals of the regrets
+#: and epochs saved over the runs that have them (``n_at_neve_stop``: runs whose velocity fell below epsilon).
+STOP_QUALITY_CELL_COLUMNS = (
+    "oracle_acc_mean", "oracle_epoch_mean", "n_oracle_whole_budget", "epochs_spent_mean",
+    *(f"{name}_{stat}" for name in ("regret", "epochs_saved", "baseline_regret", "regret_at_neve_stop",
+                                    "epochs_saved_at_neve_stop") for stat in ("mean", "ci_low", "ci_high")),
+    "n_at_neve_stop")
+#: ``NAME_claims.csv`` (``experiments.figure_claims``): one row per claim, cell and quantity: its statistics over the
+#: cell's finished seeds and, where the claim compares, Welch's test against the ``versus`` cell.
+CLAIM_COLUMNS = ("claim", "block", "cell", "quantity", "n", "n_runs", "mean", "std", "ci_low", "ci_high", "versus",
+                 "versus_n", "versus_mean", "diff", "welch_t", "welch_p")
+#: ``NAME_claims_runs.csv``: these columns, then each per-run quantity of the experiment's claims.
+CLAIM_RUN_COLUMNS = ("block", "cell", "seed", "run")
 #: ``NAME_epochs.csv``: these columns at least (then every record column the runs wrote).
 EPOCH_COLUMNS = ("block", "cell", "seed", "run", "epoch", "lr", "test_acc", "model_velocity", "lr_reduced",
                  "neve_stop")
@@ -68,18 +93,23 @@ EPOCH_COLUMNS = ("block", "cell", "seed", "run", "epoch", "lr", "test_acc", "mod
 DERIVED_COLUMNS = {
     "epsilon": ("block", "cell", "epsilon", "n", "n_no_stop", "epochs_mean", "epochs_std", "acc_mean", "acc_std",
                 "acc_ci_low", "acc_ci_high"),
+    "claims": CLAIM_COLUMNS,
+    "claims_runs": CLAIM_RUN_COLUMNS,
 }
 #: Columns that must hold numbers (a CSV edited by hand may not).
 NUMERIC = {"acc", "mean", "std", "n", "n_asked", "n_fallback", "n_no_stop", "seed", "epoch", "test_acc",
            "model_velocity", "epsilon", "epochs_mean", "epochs_std", "acc_mean", "acc_std", "metric_epoch",
            "budget_epochs", "paper_mean", "diff", "welch_p", "welch2_p", "target", "target_epoch", "target_seconds",
            "n_target", "target_epoch_mean", "target_seconds_mean", "method_seconds", "method_seconds_mean",
-           DIVERGED_CELL_COLUMN, PARTIAL_COLUMN}
+           DIVERGED_CELL_COLUMN, PARTIAL_COLUMN, *STOP_QUALITY_RUN_COLUMNS, *STOP_QUALITY_CELL_COLUMNS, "versus_n",
+           "versus_mean"}
 #: Columns of whole numbers (epochs, counts, flags), written without a decimal point even when some are empty.
 INTEGER = {"seed", "holdout_images", "budget_epochs", "acc_fallback", "metric_epoch", "epochs_run", "stop_epoch",
            "neve_stop_epoch", "kept_epoch", "best_val_epoch", "diverged", "n", "n_asked", "n_fallback", "n_no_stop",
            "epoch", "lr_reduced", "neve_stop", "method_stop", "kept_weights", "target_epoch", "n_target",
-           DIVERGED_CELL_COLUMN, PARTIAL_COLUMN}
+           DIVERGED_CELL_COLUMN, PARTIAL_COLUMN, "oracle_epoch", "oracle_whole_budget", "epochs_spent", "epochs_saved",
+           "epochs_saved_at_neve_stop", "baseline_oracle_epoch", "n_oracle_whole_budget", "n_at_neve_stop", "versus_n",
+           "n_runs"}
 #: Significant digits of the floats in the CSVs: far below any difference that matters, and stable diffs.
 FLOAT_FORMAT = "%.8g"
 #: Columns that hold text, empty when absent ("" rather than NaN): no block, no detail, no lr decay.

@@ -1,5 +1,6 @@
 """Shared fixtures: `slurm_cluster`, a real SLURM cluster for the tests marked `slurm`; `results_build`, the small
-results the aggregation, plot and notebook tests read (built once a session)."""
+results the aggregation, plot and notebook tests read, and `claims_build`, those the stop-quality and figure-claims
+tests read (each built once a session)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from slurm_cluster import SlurmCluster, SlurmUnavailable, local_cluster
 
 if TYPE_CHECKING:
+    from claims_pipeline import ClaimsBuild
     from results_pipeline import Build
 
 
@@ -67,3 +69,12 @@ def results_build(tmp_path_factory: pytest.TempPathFactory) -> Build:
     from results_pipeline import build  # the experiment stack: imported only by the tests that need it
 
     return build(tmp_path_factory.mktemp("results-pipeline"))
+
+
+@pytest.fixture(scope="session")
+def claims_build(tmp_path_factory: pytest.TempPathFactory) -> ClaimsBuild:
+    """Miniatures of the experiments with claims and of mnist1d-stop-quality, trained and aggregated by the real
+    pipeline (see claims_pipeline.py)."""
+    from claims_pipeline import build  # the experiment stack: imported only by the tests that need it
+
+    return build(tmp_path_factory.mktemp("claims-pipeline"))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
+import pandas as pd
 import pytest
 
 from experiments import catalog
@@ -225,15 +227,20 @@ def mnist1d_runs(name: str, seeds: int = 10) -> dict[tuple[str, str, int], catal
     return {(r.cell.block, r.cell.label, r.seed): r for r in get_experiment(name).runs(seeds)}
 
 
+#: The paper's NeVe settings, which every MNIST-1D run records its velocity and stop marker with.
+PAPER_NEVE = {"epsilon": 1e-3, "alpha": 0.5, "mu": 0.5, "aux": "gaussian", "aux_size": 100}
+
+
 def test_every_mnist1d_run_trains_on_mnist1d_in_fp32_on_one_thread_with_the_papers_neve() -> None:
     for name in MNIST1D_EXPERIMENTS:
         for run in get_experiment(name).runs(1):
             config = run.config
             assert config.dataset == "mnist1d" and config.model in ("mnist1d_cnn", "mnist1d_mlp", "mnist1d_resnet")
             assert (config.precision, config.threads, config.num_workers) == ("fp32", 1, 0), name
-            # The paper's NeVe settings, in every run (each records the velocity and NeVe's stop marker).
-            assert (config.epsilon, config.alpha, config.mu, config.aux, config.aux_size) == (
-                1e-3, 0.5, 0.5, "gaussian", 100), name
+            # The paper's NeVe settings, in every run (each records the velocity and NeVe's stop marker), but for
+            # those its grid varies (Fig. 4b's aux set, the ablation's alpha): the cell's values say which.
+            settings = {key: value for key, value in PAPER_NEVE.items() if key not in run.cell.values}
+            assert {key: getattr(config, key) for key in settings} == settings, name
             assert config.batch_size == 100 and config.epochs == 200, name
 
 
@@ -251,18 +258,18 @@ def test_the_external_check_trains_the_published_recipe_in_the_published_order()
     assert papers["Baseline CNN (published recipe)"] == 94.0 and papers["Baseline MLP (published recipe)"] == 68.0
 
 
+TUNING_EXPERIMENTS = {"mnist1d-tuning", "mnist1d-tuning-peers", "mnist1d-tuning-adam"}
+
+
 def test_settings_are_chosen_on_a_tuning_set_drawn_with_another_generator_seed() -> None:
     runs = get_experiment("mnist1d-tuning").runs(2)
     assert {r.config.data_options["seed"] for r in runs} == {43}  # never the published 42
     assert {r.config.lr for r in runs} == set(catalog.MNIST1D_TUNING_LRS)
-    # An experiment tunes (every run on the tuning set) or reports (none on it): no table mixes the two sets.
-    tuning = set()
+    # The tuning experiments (SGD's lr, the peers' knobs, Adam's lr) train on the tuning set alone; nothing else
+    # trains on it, and nothing else chooses a setting.
     for name in MNIST1D_EXPERIMENTS:
-        on_tuning_set = [(r.config.data_options or {}).get("seed") == 43 for r in get_experiment(name).runs(1)]
-        assert all(on_tuning_set) or not any(on_tuning_set), name
-        if all(on_tuning_set):
-            tuning.add(name)
-    assert "mnist1d-tuning" in tuning and "mnist1d-table2" not in tuning
+        on_tuning_set = {(r.config.data_options or {}).get("seed") == 43 for r in get_experiment(name).runs(1)}
+        assert on_tuning_set == {name in TUNING_EXPERIMENTS}, name
 
 
 def test_mnist1d_table2_is_the_papers_protocol_for_both_networks() -> None:
@@ -322,3 +329,197 @@ def test_the_mnist1d_experiments_share_table2s_runs_instead_of_training_them_aga
         expected = {"fidelity", "velocity_form", "aux_noise", "plateau_rule", "resnet_variant"}
         assert changed == expected, (run.name, changed)
         assert (ours["velocity_form"], ours["aux_noise"], ours["plateau_rule"]) == ("signed", "uint8", "code")
+
+
+# ------------------------------------------------------------------------------------------ MNIST-1D figures
+# Each new entry has a check that reads its grid and which runs it shares, and a test that planting a defect (a
+# wrong grid value, an option that stops a cell sharing the run it should) turns the check red.
+def planted(name: str, label: str, **options: object) -> catalog.Experiment:
+    """Experiment ``name`` with one more (or another) option in cell ``label``."""
+    experiment = get_experiment(name)
+    if label not in {cell.label for cell in experiment.cells}:  # not an AssertionError: the test expects those
+        raise KeyError(f"{name} has no cell {label!r}")
+    cells = tuple(dataclasses.replace(c, options={**c.options, **options}) if c.label == label else c
+                  for c in experiment.cells)
+    return dataclasses.replace(experiment, cells=cells)
+
+
+def by_cell(experiment: catalog.Experiment, seeds: int = 2) -> dict[tuple[str, str], dict[int, catalog.PlannedRun]]:
+    out: dict[tuple[str, str], dict[int, catalog.PlannedRun]] = {}
+    for run in experiment.runs(seeds):
+        out.setdefault((run.cell.block, run.cell.label), {})[run.seed] = run
+    return out
+
+
+def names_of(runs: dict[int, catalog.PlannedRun]) -> dict[int, str]:
+    return {seed: run.name for seed, run in runs.items()}
+
+
+def table_cell(name: str, label: str, block: str = "MNIST-1D CNN", seeds: int = 2) -> dict[int, str]:
+    """The run folders of cell ``label`` of experiment ``name``, by seed."""
+    return names_of(by_cell(get_experiment(name), seeds)[(block, label)])
+
+
+@functools.cache
+def everything_else(name: str) -> frozenset[str]:
+    """Every run folder of every other experiment, at the two seeds the checks read."""
+    return frozenset(run.name for other in catalog.experiment_names() if other != name
+                     for run in get_experiment(other).runs(2))
+
+
+def check_mnist1d_fig4b(experiment: catalog.Experiment) -> None:
+    cells = by_cell(experiment)
+    assert {(r[0].cell.values["aux"], r[0].cell.values["aux_size"]) for r in cells.values()} == {
+        (kind, size) for kind in ("gaussian", "val") for size in (1, 10, 100, 400)}
+    for runs in cells.values():
+        for run in runs.values():
+            c, values = run.config, run.cell.values
+            assert (c.dataset, c.model, c.method) == ("mnist1d", "mnist1d_cnn", "neve")
+            # The new cells halt at the stop (their number is read there); the shared one keeps Table II's mark.
+            assert c.stop == ("mark" if run.cell.label == "gaussian 100" else "halt")
+            assert (c.aux, c.aux_size) == (values["aux"], values["aux_size"])
+            assert c.holdout == (0.1 if c.aux == "val" else 0.0)
+            assert (c.epsilon, c.alpha, c.patience, c.lr) == (1e-3, 0.5, 10, 0.1)
+            assert run.cell.metric == "test_acc_at_neve_stop"
+    # Gaussian noise at 100 sequences is mnist1d-table2's CNN NeVe run; the other cells are new.
+    shared = names_of(next(r for key, r in cells.items() if key[1] == "gaussian 100"))
+    assert shared == table_cell("mnist1d-table2", "NeVe")
+    others = {run.name for key, runs in cells.items() if key[1] != "gaussian 100" for run in runs.values()}
+    assert not others & everything_else(experiment.name)
+    assert experiment.claims["against_reference"] == {"reference": "gaussian 100"}
+
+
+def check_mnist1d_fig5(experiment: catalog.Experiment) -> None:
+    cells = by_cell(experiment)
+    assert set(cells) == {("MNIST-1D CNN", "NeVe"), ("MNIST-1D CNN", "Baseline")}
+    for (_, label), runs in cells.items():  # no new training: mnist1d-table2's CNN runs, row for row
+        assert names_of(runs) == table_cell("mnist1d-table2", label), label
+    assert experiment.curves and "stop_vs_overfitting" in experiment.claims
+
+
+def check_mnist1d_fig7(experiment: catalog.Experiment) -> None:
+    (runs,) = by_cell(experiment).values()
+    for run in runs.values():
+        c = run.config
+        assert (c.dataset, c.model, c.method, c.optimizer, c.lr) == ("mnist1d", "mnist1d_cnn", "none", "sgd", 0.1)
+        assert c.velocity_sets == ("train", "val") and c.holdout == 0.1 and c.epochs == 200
+        assert (c.aux, c.aux_size, c.epsilon) == ("gaussian", 100, 1e-3)
+    assert experiment.curves and "velocity_sets" in experiment.claims
+
+
+def check_mnist1d_tuning_adam(experiment: catalog.Experiment) -> None:
+    runs = [run for cell in by_cell(experiment).values() for run in cell.values()]
+    assert sorted({run.config.lr for run in runs}) == [1e-3, 3e-3, 1e-2]
+    for run in runs:
+        c = run.config
+        assert (c.model, c.method, c.optimizer, c.data_options) == ("mnist1d_cnn", "baseline", "adam", {"seed": 43})
+        assert (c.milestones, c.weight_decay, c.epochs) == ((80, 120), 5e-4, 200)
+        assert run.cell.values["lr"] == c.lr
+
+
+def check_mnist1d_ablation(experiment: catalog.Experiment) -> None:
+    cells = by_cell(experiment)
+    grid_values = {(r[0].config.alpha, r[0].config.patience) for r in cells.values()}
+    assert grid_values == {(a, d) for a in (0.25, 0.5, 0.75) for d in (5, 10, 20)}
+    for runs in cells.values():
+        for run in runs.values():
+            c = run.config
+            assert (c.alpha, c.patience) == (run.cell.values["alpha"], run.cell.values["patience"])
+            assert (c.model, c.method, c.epsilon, c.aux_size, c.lr) == ("mnist1d_cnn", "neve", 1e-3, 100, 0.1)
+            assert c.stop == ("mark" if (c.alpha, c.patience) in ((0.5, 10), (0.5, 5)) else "halt")
+    at = {(r[0].config.alpha, r[0].config.patience): names_of(r) for r in cells.values()}
+    assert at[(0.5, 10)] == table_cell("mnist1d-table2", "NeVe")
+    assert at[(0.5, 5)] == table_cell("mnist1d-table1", "NeVe (δ=5)")
+    new = {n for key, runs in at.items() if key not in ((0.5, 10), (0.5, 5)) for n in runs.values()}
+    assert len(new) == 7 * 2 and not new & everything_else(experiment.name)
+    assert experiment.claims["against_reference"] == {"reference": "alpha 0.5, delta 10"}
+
+
+#: The cells of mnist1d-stop-quality and the experiment and block each reads its runs from.
+STOP_QUALITY_SOURCES = {
+    **{("MNIST-1D CNN", label): ("mnist1d-table2", "MNIST-1D CNN")
+       for label in ("Baseline", "V.Loss 30%", "V.Loss 10%", "NeVe")},
+    **{("MNIST-1D CNN", label): ("mnist1d-table1", "MNIST-1D CNN")
+       for label in ("Label Wave (δ=5)", "Label Wave (δ=10)", "Ultimate Optimizer")},
+}
+
+
+def check_mnist1d_stop_quality(experiment: catalog.Experiment) -> None:
+    cells = by_cell(experiment)
+    assert set(cells) == set(STOP_QUALITY_SOURCES)
+    for (block, label), runs in cells.items():
+        source, source_block = STOP_QUALITY_SOURCES[(block, label)]
+        assert names_of(runs) == table_cell(source, label, source_block), (block, label)
+        source_cell = next(c for c in get_experiment(source).cells if (c.block, c.label) == (source_block, label))
+        assert runs[0].cell.metric == source_cell.metric, (block, label)
+
+
+def check_mnist1d_fig8(experiment: catalog.Experiment) -> None:
+    cells = {label: runs for (_, label), runs in by_cell(experiment).items()}
+    assert set(cells) == {"NeVe SGD", "NeVe Adam", "Baseline SGD", "Baseline Adam"}
+    # The SGD rows are mnist1d-table2's CNN runs; each Adam row is its SGD twin with Adam at the tuned lr, and
+    # nothing else changed (the same schedule, weight decay, budget, NeVe settings and --stop mark).
+    for method in ("NeVe", "Baseline"):
+        assert names_of(cells[f"{method} SGD"]) == table_cell("mnist1d-table2", method)
+        for seed, adam in cells[f"{method} Adam"].items():
+            sgd = cells[f"{method} SGD"][seed].config.to_dict()
+            ours = adam.config.to_dict()
+            assert {key for key in sgd if sgd[key] != ours[key]} == {"optimizer", "lr", "out"}, (method, seed)
+            assert (ours["optimizer"], ours["lr"], ours["stop"]) == ("adam", 1e-2, "mark")
+            assert adam.name not in everything_else(experiment.name)
+        assert {run.cell.values["optimizer"] for run in cells[f"{method} Adam"].values()} == {"Adam"}
+    assert {runs[0].cell.metric for label, runs in cells.items() if label.startswith("NeVe")} == {
+        "test_acc_at_neve_stop"}
+    assert experiment.curves and experiment.claims["paired"] == {"by": "method", "across": "optimizer"}
+
+
+def test_fig8s_adam_lr_is_the_best_of_the_committed_tuning_set() -> None:
+    rows = pd.read_csv(catalog.RESULTS_DIR / "mnist1d-tuning-adam.csv")
+    assert (rows["n"] == rows["n_asked"]).all()  # every seed of every lr finished
+    assert rows.loc[rows["mean"].idxmax(), "lr"] == catalog.MNIST1D_ADAM_LR
+    assert set(rows["lr"]) == set(catalog.MNIST1D_ADAM_LRS)
+
+
+NEW_MNIST1D_ENTRIES = {"mnist1d-fig4b": check_mnist1d_fig4b, "mnist1d-fig5": check_mnist1d_fig5,
+                       "mnist1d-fig7": check_mnist1d_fig7, "mnist1d-tuning-adam": check_mnist1d_tuning_adam,
+                       "mnist1d-ablation-alpha-delta": check_mnist1d_ablation, "mnist1d-fig8": check_mnist1d_fig8,
+                       "mnist1d-stop-quality": check_mnist1d_stop_quality}
+
+
+@pytest.mark.parametrize("name", list(NEW_MNIST1D_ENTRIES))
+def test_the_new_mnist1d_entries_have_their_grids_and_share_the_runs_they_should(name: str) -> None:
+    experiment = get_experiment(name)
+    NEW_MNIST1D_ENTRIES[name](experiment)
+    assert experiment.seeds == (2 if name == "mnist1d-tuning-adam" else 10)
+    for run in experiment.runs(1):
+        c = run.config
+        assert (c.dataset, c.precision, c.threads, c.num_workers, c.batch_size) == ("mnist1d", "fp32", 1, 0, 100)
+
+
+PLANTED_DEFECTS = [
+    ("mnist1d-fig4b", "val 400", {"aux_size": 300}),           # a wrong grid value
+    ("mnist1d-fig4b", "gaussian 100", {"aux_batch_size": 32}),  # no longer Table II's NeVe run
+    ("mnist1d-fig4b", "val 10", {"stop": "mark"}),               # a new cell that trains the whole budget
+    ("mnist1d-fig5", "NeVe", {"patience": 11}),
+    ("mnist1d-fig5", "Baseline", {"milestones": (80, 140)}),
+    ("mnist1d-fig7", "constant lr", {"velocity_sets": ("val",)}),
+    ("mnist1d-fig7", "constant lr", {"lr": 0.05}),
+    ("mnist1d-tuning-adam", "CNN Adam lr 0.003", {"lr": 2e-3}),
+    ("mnist1d-tuning-adam", "CNN Adam lr 0.01", {"data_options": {}}),  # on the test set's generator
+    ("mnist1d-ablation-alpha-delta", "alpha 0.75, delta 20", {"alpha": 0.8}),
+    ("mnist1d-ablation-alpha-delta", "alpha 0.5, delta 10", {"epsilon": 1e-4}),
+    ("mnist1d-ablation-alpha-delta", "alpha 0.5, delta 5", {"mu": 0.6}),
+    ("mnist1d-ablation-alpha-delta", "alpha 0.25, delta 20", {"stop": "mark"}),
+    ("mnist1d-fig8", "NeVe Adam", {"lr": 1e-3}),             # not the lr the tuning set chose
+    ("mnist1d-fig8", "Baseline Adam", {"weight_decay": 0.0}),  # more than the optimizer changed
+    ("mnist1d-fig8", "NeVe SGD", {"aux_size": 50}),           # no longer Table II's NeVe run
+    ("mnist1d-stop-quality", "V.Loss 10%", {"holdout": 0.11}),
+    ("mnist1d-stop-quality", "Label Wave (δ=5)", {"label_noise": 0.2}),
+    ("mnist1d-stop-quality", "Ultimate Optimizer", {"momentum": 0.8}),
+]
+
+
+@pytest.mark.parametrize(("name", "label", "options"), PLANTED_DEFECTS)
+def test_a_planted_defect_in_a_new_mnist1d_entry_turns_its_check_red(name: str, label: str, options: dict) -> None:
+    with pytest.raises(AssertionError):
+        NEW_MNIST1D_ENTRIES[name](planted(name, label, **options))

@@ -60,6 +60,9 @@ def test_a_notebook_carries_its_experiments_declarations() -> None:
         assert f'markdown(results, "{experiment.kind}")' in table
         assert f'draw("{experiment.layout}", results' in figure
         assert ("JOINS" in figure) == bool(experiment.joins)
+        # The numbers behind the figure's claim, where the experiment declares one (NAME_claims.csv).
+        claims = [cell for cell in notebook.cells if 'results.need_derived("claims")' in cell.source]
+        assert len(claims) == (1 if experiment.claims else 0), name
 
 
 @pytest.mark.parametrize("name", FIGURES)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.collections import PathCollection
+from matplotlib.patches import Rectangle
 from results_pipeline import PIPELINE, Build, call
 
 from experiments import aggregate, plots
@@ -67,15 +69,17 @@ def test_figures_have_the_papers_axes(results_build: Build, figures: dict) -> No
     def axes(name: str) -> list:
         return _axes(figures[name])
 
-    fig4b, = axes("fig4b")
+    fig4b, stop_epochs = axes("fig4b")
     assert fig4b.get_xscale() == "log" and "|D_aux|" in fig4b.get_xlabel()
+    assert stop_epochs.get_xscale() == "log" and stop_epochs.get_ylabel() == "epoch of NeVe's stop"
     assert [ax.get_xscale() for ax in axes("fig6")] == ["log", "log"]
     velocity, losses = axes("fig7")
     assert velocity.get_yscale() == "log"
     assert {line.get_label() for line in losses.get_lines()} == {"train", "validation", "test"}
-    fig5, = axes("fig5")
+    fig5, loss = axes("fig5")
     assert {line.get_label() for line in fig5.get_lines()} >= {"NeVe", "Baseline"}
     assert fig5.get_xlabel() == "epoch" and "(%)" in fig5.get_ylabel()
+    assert {line.get_label() for line in loss.get_lines()} >= {"NeVe", "Baseline"} and loss.get_ylabel() == "test loss"
     fig4a, = axes("fig4a")
     results = load_results("fig4a", results_build.results_dir)
     held = sorted(results.cells[results.cells["holdout_images"] > 0]["holdout_images"])
@@ -115,7 +119,11 @@ def test_mnist1d_table2_draws_each_network_in_its_own_row(results_build: Build) 
                                        strict=True):
         mine, runs = epochs[epochs["block"] == block], results.finished_runs
         for line in accuracy.get_lines():
+            if line.get_label().startswith("_"):  # a line past NeVe's stop or a single run (tested below)
+                continue
             expected = mine[mine["method"] == line.get_label()].groupby("epoch")["test_acc"].mean()
+            assert line.get_xdata()[0] == 1
+            expected = expected.loc[line.get_xdata()]
             assert list(line.get_ydata()) == pytest.approx(expected.tolist()), (block, line.get_label())
         # Each finished run's reported epoch and number, a cross in its own block's row (shared folders too).
         crosses = np.concatenate([c.get_offsets() for c in accuracy.collections if isinstance(c, PathCollection)])
@@ -151,7 +159,8 @@ def test_the_performance_profile_is_drawn_from_the_runs_csv(results_build: Build
         for line in lines:
             taus, drawn = line.get_xdata(), line.get_ydata()
             dodge = drawn[0] - performance_profile(ratios, [1.0])[line.get_label()].iloc[0]
-            assert abs(dodge) <= PROFILE_DODGE * 4  # only the small offset that keeps lines apart
+            # only the small offset that keeps lines apart: at most half the spread of all the lines
+            assert abs(dodge) <= PROFILE_DODGE * (len(lines) - 1) / 2 + 1e-9
             expected = performance_profile(ratios, taus)[line.get_label()].to_numpy()
             assert drawn - dodge == pytest.approx(expected), line.get_label()
     assert "epochs to target" in panels[0].get_title() and "wall time" in panels[1].get_title()
@@ -160,7 +169,7 @@ def test_the_performance_profile_is_drawn_from_the_runs_csv(results_build: Build
 def test_the_profiles_line_styles_come_from_the_methods_declarations(results_build: Build) -> None:
     from experiments.methods import METHODS
     from experiments.plots.panels import METHOD_COLORS
-    from experiments.plots.profile import line_styles
+    from experiments.plots.profile import knows_horizon, line_styles
 
     runs = load_results("mnist1d-tuning-free", results_build.results_dir).finished_runs
     labels = list(dict.fromkeys(runs["cell"]))
@@ -173,7 +182,7 @@ def test_the_profiles_line_styles_come_from_the_methods_declarations(results_bui
         declared = METHODS[method[label]]
         same_package = {styles[other][0] for other in tuning_free if METHODS[method[other]].package == declared.package}
         assert same_package == {styles[label][0]}, label  # one colour per package
-        assert (styles[label][1] == "--") == declared.knows_horizon or styles[label][1] in (":", "-."), label
+        assert (styles[label][1] == "--") == knows_horizon(declared) or styles[label][1] in (":", "-."), label
     assert len(set(styles.values())) == len(labels)  # no two lines alike
 
 
@@ -181,8 +190,8 @@ def test_fig7_draws_the_velocity_on_training_and_validation_images(results_build
     epochs = load_results("fig7", results_build.results_dir).need_epochs()
     velocity, _ = _axes(figures["fig7"])
     lines = {line.get_label(): line for line in velocity.get_lines()}
-    for column, label in (("model_velocity", "aux (Gaussian noise)"), ("velocity_train", "training images"),
-                          ("velocity_val", "validation images")):
+    for column, label in (("model_velocity", "aux (Gaussian noise)"), ("velocity_train", "100 training samples"),
+                          ("velocity_val", "100 validation samples")):
         assert epochs[column].notna().all() and (epochs[column] > 0).all(), column  # --velocity-sets train,val
         per_epoch = epochs.groupby("epoch")[column].mean()  # one seed: the run's own values
         assert label in lines, f"Fig. 7 has no {label} line"
@@ -245,3 +254,155 @@ def test_the_report_shows_every_table_and_figure(results_build: Build) -> None:
     assert "Miniature rehearsal" in readme
     assert "| NeVe |" in readme and "p (Welch)" in readme
     assert "Not aggregated yet: `paper-vs-code-demo`, `tiny`" in readme  # then the MNIST-1D experiments
+
+
+# ------------------------------------------------------------------------------------------ curves that do not mislead
+def _records(run: str, method: str, epochs: int, base: float) -> list[dict]:
+    return [{"run": run, "method": method, "epoch": e, "test_acc": base + e} for e in range(1, epochs + 1)]
+
+
+def test_a_mean_curve_ends_where_its_first_run_ends_and_past_neves_stop_it_is_dashed() -> None:
+    from matplotlib.figure import Figure
+
+    from experiments.plots.panels import PAST_STOP, SINGLE_RUN, curve_notes, curves
+
+    # V.Loss: one run halts after 3 epochs, the other trains 5. NeVe: both train 5 (--stop mark), stops at 2 and 4.
+    epochs = pd.DataFrame([*_records("v1", "V.Loss", 5, 80), *_records("v2", "V.Loss", 3, 70),
+                           *_records("n1", "NeVe", 5, 90), *_records("n2", "NeVe", 5, 60)])
+    stops = {"n1": 2, "n2": 4}
+    ax = Figure().subplots()
+    assert curves(ax, epochs, "test_acc", "method", stops=stops) == ["V.Loss", "NeVe"]
+    lines = {line.get_gid(): line for line in ax.get_lines()}
+    vloss = lines["V.Loss"]  # the mean over both runs, over the 3 epochs both have: no dip as v2 drops out
+    assert list(vloss.get_xdata()) == [1, 2, 3] and list(vloss.get_ydata()) == pytest.approx([76, 77, 78])
+    alone = lines[f"V.Loss {SINGLE_RUN}"]  # then v1 alone, a thin line, not in the legend
+    assert list(alone.get_xdata()) == [3, 4, 5] and alone.get_label().startswith("_")
+    assert alone.get_linewidth() < vloss.get_linewidth()
+    neve, past = lines["NeVe"], lines[f"NeVe {PAST_STOP}"]
+    assert list(neve.get_xdata()) == [1, 2] and neve.get_linestyle() == "-"  # solid up to the first seed's stop
+    assert list(past.get_xdata()) == [2, 3, 4, 5] and past.get_linestyle() == "--"
+    assert list(past.get_ydata()) == pytest.approx([77, 78, 79, 80]) and past.get_label().startswith("_")
+    notes = curve_notes(epochs, "method", stops)
+    assert any("first seed's stop" in note for note in notes) and any("first run ended" in note for note in notes)
+    assert curve_notes(epochs[epochs["method"] == "NeVe"], "method", {}) == []  # neither: no note
+
+
+def test_only_runs_that_report_at_neves_stop_and_trained_past_it_are_drawn_past_the_stop() -> None:
+    from experiments.plots.panels import marked_stops
+
+    neve = "test_acc_at_neve_stop"
+    rows = [("marked", "finished", neve, 40, 200), ("halted", "finished", neve, 40, 40),
+            ("never", "finished", neve, np.nan, 200), ("baseline", "finished", "final_test_acc", 45, 200),
+            ("failed", "failed", neve, 3, 9)]
+    runs = pd.DataFrame(rows, columns=["run", "state", "metric", "neve_stop_epoch", "epochs_run"])
+    assert marked_stops(runs) == {"marked": 40}
+
+
+def test_neves_stop_is_marked_in_every_panel_and_its_curve_past_it_is_dashed(results_build: Build,
+                                                                              figures: dict) -> None:
+    from experiments.plots.panels import PAST_STOP
+
+    stopped = results_build.stopped  # Fig. 5's NeVe at seed 1: V < epsilon from epoch 1, trained on (--stop mark)
+    accuracy, loss = _axes(figures["fig5"])
+    for ax in (accuracy, loss):
+        assert _stop_markers(ax), f"a panel without NeVe's stop ({ax.get_title()})"
+        lines = {line.get_gid(): line for line in ax.get_lines()}
+        assert lines["NeVe"].get_xdata()[-1] == 1 and lines[f"NeVe {PAST_STOP}"].get_linestyle() == "--"
+        assert f"Baseline {PAST_STOP}" not in lines  # the Baseline's marker is not its stop
+    assert stopped.config.stop == "mark"
+    legend = [text.get_text() for legend in figures["fig5"].legends for text in legend.get_texts()]
+    assert any("past NeVe's stop" in label for label in legend)
+
+
+def _stop_markers(ax) -> list:
+    """The stop marks of :func:`~experiments.plots.panels.stop_marks`: a ▼ with whiskers along the top."""
+    return [bars for bars in ax.containers if bars.lines[0].get_marker() == "v"]
+
+
+def _caption(figure) -> str:
+    texts = [legend.get_title().get_text() for legend in figure.legends]
+    if figure._supxlabel is not None:
+        texts.append(figure._supxlabel.get_text())
+    return " ".join(texts).replace("\n", " ")
+
+
+# ------------------------------------------------------------------------------------------ the new MNIST-1D figures
+def test_the_stop_quality_figure_puts_each_method_at_its_epochs_saved_and_regret(results_build: Build,
+                                                                                  figures: dict) -> None:
+    results = load_results("mnist1d-stop-quality", results_build.results_dir)
+    own, baseline = _axes(figures["mnist1d-stop-quality"])
+    assert get_experiment("mnist1d-stop-quality").layout == "stop-quality"
+    for ax, column in ((own, "regret"), (baseline, "baseline_regret")):
+        points = {bars.get_label(): bars.lines[0] for bars in ax.containers}
+        for _, cell in results.cells.iterrows():
+            line = points[cell["cell"]]
+            assert (line.get_xdata()[0], line.get_ydata()[0]) == pytest.approx(
+                (cell["epochs_saved_mean"], cell[f"{column}_mean"]), nan_ok=True), (column, cell["cell"])
+        assert "budget" in ax.get_xlabel()
+    # Where the Baseline's velocity fell below epsilon, its would-be NeVe stop is a hollow point of its own.
+    cells = results.cells.copy()
+    baseline_row = cells["cell"] == "Baseline"
+    cells.loc[baseline_row, ["n_at_neve_stop", "regret_at_neve_stop_mean", "epochs_saved_at_neve_stop_mean"]] = (
+        2, 0.25, 1.0)
+    figure = plots.plot("mnist1d-stop-quality", dataclasses.replace(results, cells=cells))
+    for ax in _axes(figure):
+        would_be = next(bars.lines[0] for bars in ax.containers if "first V < ε" in bars.get_label())
+        assert (would_be.get_xdata()[0], would_be.get_ydata()[0]) == (1.0, 0.25)
+        assert would_be.get_markerfacecolor() == "white"
+    missing = results.cells.drop(columns=["regret_mean"])
+    with pytest.raises(ResultsError, match="no stop-quality columns"):
+        plots.plot("mnist1d-stop-quality", dataclasses.replace(results, cells=missing))
+
+
+def test_mnist1d_fig8_draws_a_line_per_cell_coloured_by_optimizer_and_the_baseline_dotted(figures: dict) -> None:
+    from experiments.plots.panels import OPTIMIZER_COLORS
+
+    for ax in _axes(figures["mnist1d-fig8"]):
+        lines = {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
+        assert {"NeVe SGD", "NeVe Adam", "Baseline SGD", "Baseline Adam"} <= set(lines)
+        for label, line in lines.items():
+            if label.startswith(("NeVe", "Baseline")):
+                assert line.get_color() == OPTIMIZER_COLORS[label.split()[-1]], label
+                assert line.get_linestyle() == (":" if label.startswith("Baseline") else "-"), label
+
+
+def test_fig5_and_fig7_give_their_claims_numbers_in_the_caption(claims_build) -> None:
+    from experiments.plots.panels import claim_text
+
+    fig5 = load_results("mnist1d-fig5", claims_build.results_dir)
+    caption = _caption(plots.plot("mnist1d-fig5", fig5))
+    lag = claim_text(fig5, "stop_vs_overfitting", "NeVe", "stop_minus_min_test_loss_epoch")
+    assert lag and f"NeVe's stop minus the epoch of the minimum test loss {lag}" in caption
+    assert "1 of 2 runs" in caption  # one seed's velocity never fell below epsilon in the rehearsal
+    fig7 = load_results("mnist1d-fig7", claims_build.results_dir)
+    caption = _caption(plots.plot("mnist1d-fig7", fig7))
+    rho = claim_text(fig7, "velocity_sets", "constant lr", "spearman_aux_val", digits=2, bounds=(-1, 1))
+    assert rho and f"Spearman ρ of the aux velocity with the validation {rho}" in caption
+    assert "the aux plateau's epoch minus the epoch of the minimum validation loss" in caption
+    for ax in _axes(plots.plot("mnist1d-fig7", fig7)):  # the plateau marked in both panels
+        assert _stop_markers(ax)
+
+
+def test_fig4b_fig8_and_the_ablation_show_welchs_tests(claims_build) -> None:
+    fig4b = load_results("mnist1d-fig4b", claims_build.results_dir)
+    caption = _caption(plots.plot("mnist1d-fig4b", fig4b))
+    assert "real minus Gaussian samples in accuracy, at |D_aux| = 10:" in caption
+    assert "accuracy against gaussian 100:" in caption and "stop epoch against gaussian 100:" in caption
+    fig8 = load_results("mnist1d-fig8", claims_build.results_dir)
+    figure = plots.plot("mnist1d-fig8", fig8)
+    assert "NeVe Adam minus NeVe SGD:" in _caption(figure) and "after the whole budget" in _caption(figure)
+    velocity, accuracy = _axes(figure)
+    assert _stop_markers(velocity) and _stop_markers(accuracy)  # NeVe SGD at seed 1 stops at epoch 1
+    ablation = load_results("mnist1d-ablation-alpha-delta", claims_build.results_dir)
+    claims = ablation.derived["claims"]
+    claims.loc[(claims["cell"] == "alpha 0.5, delta 5") & (claims["quantity"] == "acc"), "welch_p"] = 0.01
+    accuracy, epochs = _axes(plots.plot("mnist1d-ablation-alpha-delta", ablation))
+    starred = [text.get_text() for text in accuracy.texts if text.get_text().endswith(" *")]
+    assert len(starred) == 1  # the planted p < 0.05, in accuracy only
+    assert not [text for text in epochs.texts if text.get_text().endswith(" *")]
+    for ax in (accuracy, epochs):  # the paper's defaults (0.5, 10) boxed
+        (box,) = [patch for patch in ax.patches if isinstance(patch, Rectangle)]
+        cells = ablation.cells
+        row = sorted(cells["alpha"].unique()).index(0.5)
+        column = sorted(cells["patience"].unique()).index(10)
+        assert box.get_xy() == (column - 0.5, row - 0.5)

@@ -11,7 +11,8 @@ The modules: :mod:`~experiments.plots.panels` (style, colours and the panels eve
 figure family: :mod:`~experiments.plots.tables`, :mod:`~experiments.plots.accuracy` (Fig. 4a, 4b),
 :mod:`~experiments.plots.curves` (Fig. 5, 7, 8 and the demo's curves), :mod:`~experiments.plots.sensitivity`
 (Fig. 6, the α × δ ablation), :mod:`~experiments.plots.fidelity` (paper vs code) and
-:mod:`~experiments.plots.profile` (AlgoPerf's performance profile). Nothing here imports torch until a layout
+:mod:`~experiments.plots.profile` (AlgoPerf's performance profile) and :mod:`~experiments.plots.stop_quality` (regret
+against epochs saved). Nothing here imports torch until a layout
 reads a dataset's or a method's declaration (Fig. 4a's unit, the profile's line styles).
 
 Examples:
@@ -76,7 +77,7 @@ def save_figure(figure: Figure, results_dir: str | Path, name: str) -> list[Path
 
 
 # Each figure family registers its layouts; the command line is ``cli.main`` (``python -m experiments.plots``).
-from experiments.plots import accuracy, curves, fidelity, profile, sensitivity, tables  # noqa: E402, F401
+from experiments.plots import accuracy, curves, fidelity, profile, sensitivity, stop_quality, tables  # noqa: E402, F401
 from experiments.plots.cli import main  # noqa: E402
 from experiments.plots.panels import DPI  # noqa: E402
 

@@ -22,7 +22,9 @@ from experiments.plots.panels import (
     fallback_points,
     new_figure,
     seed_label,
+    signed,
     styled,
+    title_panels,
 )
 from experiments.results import Results
 
@@ -89,22 +91,62 @@ def unit_of(dataset_name: str) -> str:
 @layout("fig4b")
 @styled
 def plot_fig4b(results: Results) -> Figure:
-    """Fig. 4b: NeVe's accuracy against the size of the aux set (log axis), one line per aux type."""
+    """Fig. 4b: NeVe's accuracy at its stop (a) and the stop's epoch (b) against the size of the aux set (log axis),
+    one line per aux type; the caption gives Welch's tests where the aggregation computed them (each cell against
+    the paper's default, Gaussian against real samples at each size)."""
     cells, runs = results.cells, results.finished_runs
     x = "config.aux_size" if "config.aux_size" in cells.columns else "aux_size"
-    figure, (ax,) = new_figure(1, height=3.2, width=WIDTH * 0.62)
+    figure, axes = new_figure(2, height=3.3)
     fallback = False
     for index, (aux, rows) in enumerate(cells.groupby("aux", sort=False)):
         rows = rows.drop_duplicates(x).sort_values(x)
         color = color_of(str(aux), SET_COLORS, index)
-        ax.errorbar(rows[x], rows["mean"], yerr=rows["std"].fillna(0), color=color, marker="o", capsize=2.5,
-                    label=AUX_NAMES.get(str(aux), str(aux)))
         seeds = runs[runs["aux"] == aux].drop_duplicates("run")
-        ax.scatter(seeds[x], seeds["acc"], s=9, color=color, alpha=0.35, linewidths=0)
-        fallback |= fallback_points(ax, rows, x, color)
-    ax.set_xscale("log")
-    ax.set_xlabel("aux set size |D_aux| (images, log scale)")
-    ax.set_ylabel("test accuracy at NeVe's stop (%)")
-    bottom_legend(figure, ax, ncols=2,
-                  notes=[seed_label(results.runs), *([FALLBACK_NOTE] if fallback else [])])
+        for ax, (mean, std, per_run) in zip(axes, (("mean", "std", "acc"),
+                                                   ("metric_epoch_mean", "metric_epoch_std", "metric_epoch")),
+                                            strict=True):
+            ax.errorbar(rows[x], rows[mean], yerr=rows[std].fillna(0), color=color, marker="o", capsize=2.5,
+                        linestyle=("-", "--")[index % 2], label=AUX_NAMES.get(str(aux), str(aux)))
+            ax.scatter(seeds[x], seeds[per_run], s=9, color=color, alpha=0.35, linewidths=0)
+            fallback |= fallback_points(ax, rows.assign(mean=rows[mean]), x, color)
+    sizes = sorted(cells[x].dropna().unique())
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xticks(sizes, [f"{size:,.0f}" for size in sizes])  # the sizes trained, not powers of ten
+        ax.minorticks_off()
+    title_panels(axes, ("(a) accuracy", "(b) epoch of the stop"), xlabel="aux set size |D_aux| (log scale)")
+    axes[0].set_ylabel("test accuracy at NeVe's stop (%)")
+    axes[1].set_ylabel("epoch of NeVe's stop")
+    fallback_note = "○ some runs never reached V < ε: their final accuracy and last epoch are used"
+    bottom_legend(figure, axes[0], ncols=2,
+                  notes=[seed_label(results.runs), *([fallback_note] if fallback else []), *fig4b_claims(results)])
     return figure
+
+
+def fig4b_claims(results: Results) -> list[str]:
+    """Fig. 4b's claim in numbers (``NAME_claims.csv``): real minus Gaussian samples at each size, and the cells that
+    differ from the paper's default (100 Gaussian samples) at p < 0.05, in accuracy and in the stop's epoch."""
+    claims = results.derived.get("claims")
+    if claims is None:
+        return []
+    lines = []
+    compared = claims[claims["versus"].notna() & claims["welch_p"].notna()]
+    pairs = compared[(compared["claim"] == "paired") & (compared["quantity"] == "acc")]
+    if len(pairs):
+        lines.append("real minus Gaussian samples in accuracy, at |D_aux| = " + ", ".join(
+            f"{row['cell'].split()[-1]}: {signed(row['diff'], 2)} (p {row['welch_p']:.2g})"
+            for _, row in pairs.iterrows()))
+    against = compared[compared["claim"] == "against_reference"]
+    if len(against):
+        reference = against["versus"].iloc[0]
+        for quantity, name in (("acc", "accuracy"), ("metric_epoch", "stop epoch")):
+            differ = against[(against["quantity"] == quantity) & (against["welch_p"] < SIGNIFICANT)]
+            which = ", ".join(f"{row['cell']} ({signed(row['diff'], 2 if quantity == 'acc' else 0)})"
+                              for _, row in differ.iterrows())
+            lines.append(f"{name} against {reference}: " + (f"p < {SIGNIFICANT:g} at {which}" if which else
+                                                            f"no cell differs at p < {SIGNIFICANT:g}"))
+    return [f"Welch: {'; '.join(lines)}"] if lines else []
+
+
+#: The Welch p below which a caption names a difference.
+SIGNIFICANT = 0.05

@@ -13,7 +13,9 @@ from experiments.plots.panels import (
     SETTING_COLORS,
     bottom_legend,
     color_of,
+    curve_notes,
     curves,
+    marked_stops,
     new_figure,
     seed_label,
     spread,
@@ -43,11 +45,13 @@ def plot_paper_vs_code(results: Results) -> Figure:
     axes[0].set_xlabel("test accuracy at NeVe's stop (%)")
     axes[0].grid(axis="y", visible=False)
     axes[0].set_title("(a) accuracy")
-    curves(axes[1], epochs, "model_velocity", "setting", SETTING_COLORS)
+    stops = marked_stops(results.runs)
+    curves(axes[1], epochs, "model_velocity", "setting", SETTING_COLORS, stops=stops)
     velocity_axis(axes[1], cells)
     axes[1].set_xlabel("epoch")
     axes[1].set_title("(b) velocity")
     fallback = (cells["n_fallback"] > 0).any()
     bottom_legend(figure, axes[1], ncols=4,
-                  notes=[seed_label(results.runs), GEOMETRIC_NOTE, *([FALLBACK_NOTE] if fallback else [])])
+                  notes=[seed_label(results.runs), GEOMETRIC_NOTE, *curve_notes(epochs, "setting", stops),
+                         *([FALLBACK_NOTE] if fallback else [])])
     return figure

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import math
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import matplotlib as mpl
@@ -81,7 +81,7 @@ LOG_COLUMNS = ("model_velocity", "velocity_train", "velocity_val")
 
 GEOMETRIC_NOTE = "velocity: geometric mean ×/÷ geometric std over seeds"
 
-AUX_NAMES = {"gaussian": "Gaussian noise", "val": "validation images", "train": "training images"}
+AUX_NAMES = {"gaussian": "Gaussian noise", "val": "real samples (validation split)", "train": "training samples"}
 
 
 def seed_stats(frame: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
@@ -114,15 +114,68 @@ def mean_band(ax: Axes, stats_frame: pd.DataFrame, x: str, color: str, label: st
 
 
 def curves(ax: Axes, epochs: pd.DataFrame, column: str, group: str, palette: dict[str, str] | None = None,
-           *, linestyle: str = "-", label_suffix: str = "") -> list[str]:
-    """Per-epoch mean and spread over seeds of ``column``, one line per value of ``group``; returns the groups."""
+           *, linestyle: str = "-", label_suffix: str = "", stops: Mapping[str, int] | None = None,
+           styles: Mapping[str, dict[str, Any]] | None = None) -> list[str]:
+    """Per-epoch mean and spread over seeds of ``column``, one line per value of ``group``; returns the groups.
+
+    A mean is drawn only over the epochs every run of its group has (:func:`complete_epochs`): where runs halt at
+    different epochs (V.Loss, a halted NeVe), a mean over the runs still training would dip or jump as seeds drop
+    out, so past the first run's end each run that trained on is a thin line of its own. ``stops`` (run -> epoch,
+    :func:`marked_stops`): runs that report at NeVe's stop and trained on past it (``--stop mark``); their group's
+    line turns dashed from the first such stop, labelled as past the stop by :data:`PAST_STOP_NOTE`. ``styles``:
+    extra line properties per group (a reference method drawn thinner). Each line's ``gid`` is its group."""
     groups = list(dict.fromkeys(epochs[group].astype(str)))
     for index, name in enumerate(groups):
-        rows = epochs[epochs[group].astype(str) == name]
-        if rows[column].notna().any():
-            mean_band(ax, seed_stats(rows, "epoch", column), "epoch", color_of(name, palette, index),
-                      f"{name}{label_suffix}", linestyle=linestyle)
+        rows = epochs[(epochs[group].astype(str) == name) & epochs[column].notna()]
+        if rows.empty:
+            continue
+        color, style = color_of(name, palette, index), {"linestyle": linestyle, **(styles or {}).get(name, {})}
+        last = complete_epochs(rows)
+        stats_frame = seed_stats(rows[rows["epoch"] <= last], "epoch", column)
+        split = min((stops[run] for run in rows["run"].unique() if stops and run in stops), default=None)
+        before = stats_frame if split is None else stats_frame[stats_frame["epoch"] <= split]
+        mean_band(ax, before, "epoch", color, f"{name}{label_suffix}", gid=name, **style)
+        if split is not None and (stats_frame["epoch"] >= split).sum() > 1:
+            mean_band(ax, stats_frame[stats_frame["epoch"] >= split], "epoch", color, "_past the stop",
+                      gid=f"{name} {PAST_STOP}", **{**style, "linestyle": "--"})
+        for _, own in rows[rows["epoch"] >= last].groupby("run", sort=False):
+            if own["epoch"].max() > last:  # this run trained on after the group's first run ended
+                ax.plot(own["epoch"], own[column], color=color, linewidth=0.7, alpha=0.45, label="_single run",
+                        gid=f"{name} {SINGLE_RUN}")
     return groups
+
+
+#: The gid suffixes of :func:`curves`' lines past NeVe's stop and of single runs past their group's common epochs.
+PAST_STOP, SINGLE_RUN = "past the stop", "single run"
+
+PAST_STOP_NOTE = "dashed from the first seed's stop on; NeVe's number is each run's accuracy at its own stop"
+
+RAGGED_NOTE = "a mean line ends where its group's first run ended (halted); thin lines: the runs that trained on"
+
+
+def complete_epochs(rows: pd.DataFrame) -> int:
+    """The last epoch every run of ``rows`` (one group's records) reached: its mean is over all of them up to it."""
+    return int(rows.groupby("run")["epoch"].max().min())
+
+
+def ragged(epochs: pd.DataFrame, group: str) -> bool:
+    """Whether some group's runs end at different epochs (so :func:`curves` ends its mean early)."""
+    ends = epochs.groupby([epochs[group].astype(str), "run"])["epoch"].max()
+    return bool((ends.groupby(level=0).nunique() > 1).any())
+
+
+def marked_stops(runs: pd.DataFrame) -> dict[str, int]:
+    """Finished runs that report their accuracy at NeVe's stop and trained on past it (``--stop mark``): run ->
+    the stop's epoch. A halted run ends at its stop, and a Baseline's marker is not its own stop."""
+    finished = runs[(runs["state"] == FINISHED) & (runs["metric"] == "test_acc_at_neve_stop")].drop_duplicates("run")
+    past = finished[finished["neve_stop_epoch"].notna() & (finished["epochs_run"] > finished["neve_stop_epoch"])]
+    return {str(row.run): int(row.neve_stop_epoch) for row in past.itertuples()}
+
+
+def curve_notes(epochs: pd.DataFrame, group: str, stops: Mapping[str, int]) -> list[str]:
+    """The caption lines :func:`curves` needs: past the stop (when some run trained on), ragged ends."""
+    return [*([PAST_STOP_NOTE] if set(stops) & set(epochs["run"]) else []),
+            *([RAGGED_NOTE] if ragged(epochs, group) else [])]
 
 
 def stop_marks(ax: Axes, runs: pd.DataFrame, group: str, palette: dict[str, str] | None = None,
@@ -183,16 +236,53 @@ def note(figure: Figure, lines: Sequence[str]) -> None:
         figure.supxlabel(caption(lines, figure.get_figwidth()), fontsize=7, color="#444444", x=0.01, ha="left")
 
 
-def bottom_legend(figure: Figure, axes: Axes, extra: Sequence[Any] = (), ncols: int | None = None,
+def bottom_legend(figure: Figure, axes: Axes | None, extra: Sequence[Any] = (), ncols: int | None = None,
                   notes: Sequence[str] = ()) -> None:
-    """One legend for the figure, below the panels (it never covers data), the notes as its caption."""
-    handles, labels = axes.get_legend_handles_labels()
+    """One legend for the figure, below the panels (it never covers data), the notes as its caption: the lines of
+    ``axes`` (None: only ``extra``), then ``extra``."""
+    handles, labels = axes.get_legend_handles_labels() if axes is not None else ([], [])
     handles, labels = [*handles, *extra], [*labels, *(h.get_label() for h in extra)]
     unique = dict(zip(labels, handles, strict=True))
     legend = figure.legend(unique.values(), unique.keys(), loc="outside lower center",
                            ncols=ncols or min(len(unique), 4), title=caption(notes, figure.get_figwidth()) or None,
                            title_fontsize=7, alignment="left")
     legend.get_title().set_color("#444444")
+
+
+def claim_row(results: Results, claim: str, cell: str, quantity: str) -> pd.Series | None:
+    """One quantity of a claim for one cell (``NAME_claims.csv``); None where it was not computed or no run has it."""
+    claims = results.derived.get("claims")
+    if claims is None:
+        return None
+    rows = claims[(claims["claim"] == claim) & (claims["cell"] == cell) & (claims["quantity"] == quantity)]
+    return rows.iloc[0] if len(rows) and rows["n"].iloc[0] > 0 else None
+
+
+def claim_text(results: Results, claim: str, cell: str, quantity: str, digits: int = 1,
+               bounds: tuple[float, float] = (-math.inf, math.inf)) -> str:
+    """A claim's number as a caption says it: ``−5.5 [−13.0, +2.0]``, the mean and its 95% t-interval over the runs
+    that have it, the interval cut to the quantity's ``bounds`` (a correlation's [−1, 1]); "" where it was not
+    computed or no run has it (:func:`claim_count` says how many)."""
+    row = claim_row(results, claim, cell, quantity)
+    if row is None:
+        return ""
+    if math.isnan(row["ci_low"]):
+        return signed(row["mean"], digits)
+    low, high = max(row["ci_low"], bounds[0]), min(row["ci_high"], bounds[1])
+    return f"{signed(row['mean'], digits)} [{signed(low, digits)}, {signed(high, digits)}]"
+
+
+def claim_count(results: Results, claim: str, cell: str, quantity: str) -> str:
+    """How many runs a claim's number is over: ``10 runs``, or ``7 of 10 runs`` where some lack it."""
+    row = claim_row(results, claim, cell, quantity)
+    if row is None:
+        return ""
+    return f"{row['n']:.0f} runs" if row["n"] == row["n_runs"] else f"{row['n']:.0f} of {row['n_runs']:.0f} runs"
+
+
+def signed(value: float, digits: int = 1) -> str:
+    """``+2.0``, ``−5.5`` (a typographic minus, as in the axes' tick labels)."""
+    return f"{value:+.{digits}f}".replace("-", "−")
 
 
 def fallback_points(ax: Axes, cells: pd.DataFrame, x: str, color: str) -> bool:
@@ -206,12 +296,15 @@ FALLBACK_NOTE = "○ some runs never reached V < ε: their final accuracy is use
 
 def seed_label(runs: pd.DataFrame) -> str:
     """How many seeds each number averages; one seed has no spread to show (no bar is drawn)."""
+    count = seed_count(runs)
+    return "one seed: no spread" if count == "1" else f"mean ± std over {count} seeds"
+
+
+def seed_count(runs: pd.DataFrame) -> str:
+    """The finished seeds per cell: ``10``, or ``7–10`` where cells differ."""
     seeds = runs[runs["state"] == FINISHED].groupby(["block", "cell"])["seed"].nunique()
     low, high = (int(seeds.min()), int(seeds.max())) if len(seeds) else (0, 0)
-    if high == 1:
-        return "one seed: no spread"
-    count = f"{low}" if low == high else f"{low}–{high}"
-    return f"mean ± std over {count} seeds"
+    return f"{low}" if low == high else f"{low}–{high}"
 
 
 def spread(value: float) -> float | None:

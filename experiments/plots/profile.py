@@ -7,6 +7,7 @@ training horizon. Reading the declarations imports the methods' registry (and to
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import numpy as np
@@ -106,7 +107,7 @@ def plot_performance_profile(*results: Results) -> Figure:
 def line_styles(runs: pd.DataFrame, labels: Sequence[str]) -> dict[str, tuple[str, str]]:
     """Per row label, (colour, line style) from its method's declaration (the runs CSV's ``config.method``): a
     paper or related method its own colour; a tuning-free one its package's colour, dashed when the method is
-    told the horizon; a style already taken moves on to the next of :data:`LINESTYLES`."""
+    told the horizon (:func:`knows_horizon`); a style already taken moves on to dotted, then dash-dotted."""
     from experiments.methods import METHODS
 
     named = runs.dropna(subset=["config.method"]) if "config.method" in runs.columns else runs.iloc[:0]
@@ -117,13 +118,26 @@ def line_styles(runs: pd.DataFrame, labels: Sequence[str]) -> dict[str, tuple[st
         method = METHODS.get(str(method_of.get(label, "")))
         if method is not None and method.family == "tuning-free":
             color = packages.setdefault(method.package, PACKAGE_COLORS[len(packages) % len(PACKAGE_COLORS)])
-            first = "--" if getattr(method, "knows_horizon", False) else "-"
+            first = "--" if knows_horizon(method) else "-"
         else:
             color, first = color_of(label, index=index), "-"
-        order = [first, *(style for style in LINESTYLES if style != first)]
+        # A style already taken moves on to dotted and dash-dotted, which claim neither horizon (solid would say
+        # "not told the horizon" of a dashed method, and dashed the opposite).
+        order = [first, ":", "-.", *(style for style in LINESTYLES if style not in (first, ":", "-."))]
         taken = set(styles.values())
         styles[label] = next(((color, style) for style in order if (color, style) not in taken), (color, first))
     return styles
+
+
+def knows_horizon(method: type) -> bool:
+    """Whether a tuning-free method is told the training budget at its documented settings: its class says so, or,
+    where that depends on an option (Prodigy's warm-up, off by default), an instance at the defaults does."""
+    declared = inspect.getattr_static(method, "knows_horizon", False)
+    if isinstance(declared, property):
+        from experiments.training.config import RunConfig
+
+        return bool(method(RunConfig(method=method.name).resolved()).knows_horizon)
+    return bool(declared)
 
 
 def target_margin(results: Sequence[Results]) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 
 from experiments.plots import layout
 from experiments.plots.panels import (
@@ -71,26 +72,36 @@ def plot_fig6(results: Results) -> Figure:
 @layout("alpha-delta")
 @styled
 def plot_alpha_delta(results: Results) -> Figure:
-    """The alpha x delta ablation: accuracy at NeVe's stop (a) and the stop epoch (b), as heatmaps."""
+    """The alpha x delta ablation: accuracy at NeVe's stop (a) and the stop epoch (b), as heatmaps. Where the
+    aggregation tested each cell against the paper's defaults (``against_reference``), the defaults are boxed and a
+    cell that differs from them at Welch p < 0.05 is starred."""
     cells = results.cells
     figure, axes = new_figure(2, height=3.0)
-    for ax, (column, std, title, fmt) in zip(axes, (
-            ("mean", "std", "(a) test accuracy at NeVe's stop (%)", "{:.2f}"),
-            ("metric_epoch_mean", "metric_epoch_std", "(b) epoch of NeVe's stop", "{:.0f}")), strict=True):
+    reference, significant = ablation_claims(results)
+    for ax, (column, std, quantity, title, fmt) in zip(axes, (
+            ("mean", "std", "acc", "(a) test accuracy at NeVe's stop (%)", "{:.2f}"),
+            ("metric_epoch_mean", "metric_epoch_std", "metric_epoch", "(b) epoch of NeVe's stop", "{:.0f}")),
+            strict=True):
         means = cells.pivot_table(index="alpha", columns="patience", values=column, aggfunc="first")
         stds = cells.pivot_table(index="alpha", columns="patience", values=std, aggfunc="first", dropna=False)
         stds = stds.reindex_like(means)
         fallbacks = cells.pivot_table(index="alpha", columns="patience", values="n_fallback",
                                       aggfunc="first").reindex_like(means)
+        labels = cells.pivot_table(index="alpha", columns="patience", values="cell",
+                                   aggfunc="first").reindex_like(means)
         image = ax.imshow(means.to_numpy(float), cmap="viridis", aspect="auto", origin="lower")
         figure.colorbar(image, ax=ax, shrink=0.85)
         for (i, j), value in np.ndenumerate(means.to_numpy(float)):
+            label = labels.to_numpy()[i, j]
+            if label == reference:
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="white", linewidth=2.2))
             if math.isnan(value):
                 ax.text(j, i, "n/a", ha="center", va="center", color=GREY)
                 continue
             spread = stds.to_numpy(float)[i, j]
             text = fmt.format(value) + ("" if math.isnan(spread) else "\n± " + fmt.format(spread))
             text += " †" if fallbacks.to_numpy(float)[i, j] > 0 else ""
+            text += " *" if (label, quantity) in significant else ""
             ax.text(j, i, text, ha="center", va="center", fontsize=8, color=_contrast(image, value))
         ax.set_xticks(range(len(means.columns)), [f"{c:g}" for c in means.columns])
         ax.set_yticks(range(len(means.index)), [f"{a:g}" for a in means.index])
@@ -100,8 +111,27 @@ def plot_alpha_delta(results: Results) -> Figure:
         ax.grid(False)
     fallback = (cells["n_fallback"] > 0).any()
     note(figure, [seed_label(results.runs), *(["† some runs never reached V < ε: their final accuracy and last "
-                                                "epoch are used"] if fallback else [])])
+                                                "epoch are used"] if fallback else []),
+                  *([f"boxed: {reference}, the paper's defaults; * Welch p < {SIGNIFICANT:g} against it"]
+                    if reference else [])])
     return figure
+
+
+#: The Welch p below which a cell is starred.
+SIGNIFICANT = 0.05
+
+
+def ablation_claims(results: Results) -> tuple[str, set[tuple[str, str]]]:
+    """The reference cell of ``against_reference`` ("" where not computed) and the (cell, quantity) pairs that
+    differ from it at p < :data:`SIGNIFICANT`."""
+    claims = results.derived.get("claims")
+    if claims is None:
+        return "", set()
+    against = claims[(claims["claim"] == "against_reference") & claims["versus"].notna()]
+    if against.empty:
+        return "", set()
+    differ = against[against["welch_p"] < SIGNIFICANT]
+    return str(against["versus"].iloc[0]), set(zip(differ["cell"], differ["quantity"], strict=True))
 
 
 def _contrast(image: Any, value: float) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from faults import FullDisk
 
 from neve.io import atomic_torch_save, atomic_write, atomic_write_json, atomic_write_text
 
@@ -58,22 +59,6 @@ def test_a_write_the_disk_refuses_names_the_file_even_through_torch_save(tmp_pat
     atomic_torch_save(target, {"epoch": 1})
     before = target.read_bytes()
     real_fdopen = os.fdopen
-
-    class FullDisk:
-        def __init__(self, handle) -> None:
-            self.handle = handle
-
-        def write(self, data) -> int:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-        def __getattr__(self, name: str):
-            return getattr(self.handle, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc) -> None:
-            self.handle.close()
 
     monkeypatch.setattr(os, "fdopen", lambda fd, *args, **kwargs: FullDisk(real_fdopen(fd, *args, **kwargs)))
     for write in (lambda: atomic_torch_save(target, {"epoch": 2, "weights": torch.zeros(1000)}),

@@ -3,7 +3,6 @@ runs dir: real ``python -m experiments.train`` processes, real checkpoints."""
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import pickle
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 from cli_runs import REPO, cli, kill_after_first_checkpoint, records_without_seconds, wait_for
+from faults import FullDisk
 
 from experiments.run_folder import RunFolder
 from experiments.train import main as train_main
@@ -165,22 +165,6 @@ def full_disk_for_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
     """The disk fills up when the checkpoint is written: the low-level write of ``checkpoint.pt``'s temporary
     file raises ENOSPC (torch.save writes through it and hides the error in its own). Other files still write."""
     real_fdopen = os.fdopen
-
-    class FullDisk:
-        def __init__(self, handle) -> None:
-            self.handle = handle
-
-        def write(self, data) -> int:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-        def __getattr__(self, name: str):
-            return getattr(self.handle, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc) -> None:
-            self.handle.close()
 
     def fdopen(fd: int, *args, **kwargs):
         handle = real_fdopen(fd, *args, **kwargs)

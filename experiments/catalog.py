@@ -1118,10 +1118,6 @@ def mnist1d_tuning_free_tuned() -> Experiment:
         "mnist1d-tuning-free-tuned", "Beyond the paper on MNIST-1D: NeVe against the tuning-free peers, each at its "
         "best of 3 tuning-set settings with its authors' remedies (CNN)", "table", tuple(cells),
         defaults=MNIST1D_RUN, **TUNING_FREE_REPORTING, layout="profile",
-        notebook="Baseline, NeVe and every tuning-free peer on the MNIST-1D CNN (10 seeds), each peer at the best of "
-                 "the 3 settings of its main knob it got on the tuning set (`mnist1d-tuning-peers`, generator seed "
-                 "43), as the Baseline's lr was chosen from 3. The package-default rows stay in "
-                 "`mnist1d-tuning-free`.",
         reads="Baseline and NeVe are mnist1d-table2's CNN runs (shared); each peer runs at the setting "
               "MNIST1D_TUNED_PEERS_CNN names, chosen on the tuning set (mnist1d-tuning-peers), with the documented "
               "remedies it was tuned with. The ResNet-1D's tuning (4.4 CPU hours) was not run.")

@@ -75,7 +75,8 @@ def test_figures_have_the_papers_axes(results_build: Build, figures: dict) -> No
     assert [ax.get_xscale() for ax in axes("fig6")] == ["log", "log"]
     velocity, losses = axes("fig7")
     assert velocity.get_yscale() == "log"
-    assert {line.get_label() for line in losses.get_lines()} == {"train", "validation", "test"}
+    assert {line.get_label() for line in losses.get_lines() if not line.get_label().startswith("_")} == {
+        "train", "validation", "test"}
     fig5, loss = axes("fig5")
     assert {line.get_label() for line in fig5.get_lines()} >= {"NeVe", "Baseline"}
     assert fig5.get_xlabel() == "epoch" and "(%)" in fig5.get_ylabel()
@@ -374,6 +375,10 @@ def test_fig5_and_fig7_give_their_claims_numbers_in_the_caption(claims_build) ->
     lag = claim_text(fig5, "stop_vs_overfitting", "NeVe", "stop_minus_min_test_loss_epoch")
     assert lag and f"NeVe's stop minus the epoch of the minimum test loss {lag}" in caption
     assert "1 of 2 runs" in caption  # one seed's velocity never fell below epsilon in the rehearsal
+    _, loss = _axes(plots.plot("mnist1d-fig5", fig5))
+    per_run = fig5.derived["claims_runs"]
+    minima = [bars.lines[0].get_xdata()[0] for bars in loss.containers if bars.lines[0].get_marker() == "o"]
+    assert minima == pytest.approx(per_run.groupby("cell", sort=False)["min_test_loss_epoch"].mean().tolist())
     fig7 = load_results("mnist1d-fig7", claims_build.results_dir)
     caption = _caption(plots.plot("mnist1d-fig7", fig7))
     rho = claim_text(fig7, "velocity_sets", "constant lr", "spearman_aux_val", digits=2, bounds=(-1, 1))

@@ -98,17 +98,20 @@ def plot_fig4b(results: Results) -> Figure:
     x = "config.aux_size" if "config.aux_size" in cells.columns else "aux_size"
     figure, axes = new_figure(2, height=3.3)
     fallback = False
+    kinds = list(dict.fromkeys(cells["aux"]))
     for index, (aux, rows) in enumerate(cells.groupby("aux", sort=False)):
         rows = rows.drop_duplicates(x).sort_values(x)
         color = color_of(str(aux), SET_COLORS, index)
         seeds = runs[runs["aux"] == aux].drop_duplicates("run")
+        # Each type a little off its size (same factor both ways on the log axis), so that the bars stay apart.
+        shift = FIG4B_DODGE ** (index - (len(kinds) - 1) / 2)
         for ax, (mean, std, per_run) in zip(axes, (("mean", "std", "acc"),
                                                    ("metric_epoch_mean", "metric_epoch_std", "metric_epoch")),
                                             strict=True):
-            ax.errorbar(rows[x], rows[mean], yerr=rows[std].fillna(0), color=color, marker="o", capsize=2.5,
-                        linestyle=("-", "--")[index % 2], label=AUX_NAMES.get(str(aux), str(aux)))
-            ax.scatter(seeds[x], seeds[per_run], s=9, color=color, alpha=0.35, linewidths=0)
-            fallback |= fallback_points(ax, rows.assign(mean=rows[mean]), x, color)
+            ax.errorbar(rows[x] * shift, rows[mean], yerr=rows[std].fillna(0), color=color, marker="o",
+                        capsize=2.5, linestyle=("-", "--")[index % 2], label=AUX_NAMES.get(str(aux), str(aux)))
+            ax.scatter(seeds[x] * shift, seeds[per_run], s=9, color=color, alpha=0.35, linewidths=0)
+            fallback |= fallback_points(ax, rows.assign(mean=rows[mean], **{x: rows[x] * shift}), x, color)
     sizes = sorted(cells[x].dropna().unique())
     for ax in axes:
         ax.set_xscale("log")
@@ -118,9 +121,27 @@ def plot_fig4b(results: Results) -> Figure:
     axes[0].set_ylabel("test accuracy at NeVe's stop (%)")
     axes[1].set_ylabel("epoch of NeVe's stop")
     fallback_note = "○ some runs never reached V < ε: their final accuracy and last epoch are used"
-    bottom_legend(figure, axes[0], ncols=2,
-                  notes=[seed_label(results.runs), *([fallback_note] if fallback else []), *fig4b_claims(results)])
+    notes = [seed_label(results.runs), *held_out_note(cells), *([fallback_note] if fallback else [])]
+    if len(kinds) > 1:
+        notes.append(f"the types drawn side by side, {FIG4B_DODGE - 1:.0%} apart on the size axis")
+    bottom_legend(figure, axes[0], ncols=2, notes=[*notes, *fig4b_claims(results)])
     return figure
+
+
+#: How far apart Fig. 4b draws the aux types at one size (a factor on the log axis).
+FIG4B_DODGE = 1.06
+
+
+def held_out_note(cells: pd.DataFrame) -> list[str]:
+    """Real aux samples come from a validation split the run does not train on: a difference that is not the aux
+    set's alone, so the caption says how many examples those runs lose."""
+    held = cells[(cells["aux"] != "gaussian") & (cells["holdout_images"] > 0)]
+    if held.empty:
+        return []
+    counts = sorted(set(held["holdout_images"].astype(int)))
+    unit = unit_of(str(cells["dataset"].iloc[0]))
+    return [f"real samples are drawn from a validation split of {', '.join(f'{n:,}' for n in counts)} training {unit}, "
+            "which those runs do not train on"]
 
 
 def fig4b_claims(results: Results) -> list[str]:

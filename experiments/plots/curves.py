@@ -67,16 +67,19 @@ def plot_fig5(results: Results) -> Figure:
     stops = marked_stops(results.runs)
     notes: list[str] = []
     zoomed = False
+    minimum: list[Line2D] = []
     for ax, (column, label) in zip(axes, panels.items(), strict=True):
         curves(ax, epochs, column, "method", stops=stops)
         zoomed |= zoom_past_the_climb(ax, epochs, column, "method",
                                       results.finished_runs["acc"] if column == "test_acc" else None,
                                       after=ZOOM_AFTER_STOP)
         notes = stop_marks(ax, neve_runs(results), "method")
+        if column == "test_loss":
+            minimum = minimum_marks(ax, results, "min_test_loss_epoch", "minimum test loss")
         ax.set_ylabel(label)
     title_panels(axes, [f"({'ab'[i]}) {label.removesuffix(' (%)')}" for i, label in enumerate(panels.values())])
     handles = [Line2D([], [], color=BLUE, linestyle="--", label=PAST_STOP_LABEL),
-               Line2D([], [], color=BLUE, linestyle="--", marker="v", label=STOP_LABEL)]
+               Line2D([], [], color=BLUE, linestyle="--", marker="v", label=STOP_LABEL), *minimum]
     bottom_legend(figure, axes[0], handles, ncols=2,
                   notes=[seed_label(results.runs), *curve_notes(epochs, "method", stops), *notes,
                          *([zoom_note(ZOOM_AFTER_STOP)] if zoomed else []), *fig5_claims(results)])
@@ -98,10 +101,16 @@ def fig5_claims(results: Results) -> list[str]:
     return lines
 
 
-VELOCITY_SETS = {"model_velocity": "aux (Gaussian noise)", "velocity_train": "100 training samples",
-                 "velocity_val": "100 validation samples"}
+#: In drawing order: training last, dashed over the validation velocity it nearly coincides with.
+VELOCITY_SETS = {"model_velocity": "aux (Gaussian noise)", "velocity_val": "100 validation samples",
+                 "velocity_train": "100 training samples"}
 
-LOSSES = {"train_loss": "train", "val_loss": "validation", "test_loss": "test"}
+LOSSES = {"val_loss": "validation", "test_loss": "test", "train_loss": "train"}
+
+#: Fig. 7's one legend: each set's colour in both panels (training dashed: its velocity and the validation one nearly
+#: coincide, and one must not hide the other).
+FIG7_SETS = {"aux": "aux set (Gaussian noise): velocity", "train": "training: velocity on 100 samples, loss",
+             "val": "validation: velocity on 100 samples, loss", "test": "test: loss"}
 
 
 @layout("fig7")
@@ -114,23 +123,69 @@ def plot_fig7(results: Results) -> Figure:
     for column, label in VELOCITY_SETS.items():
         if column in epochs.columns and epochs[column].notna().any():
             key = column.removeprefix("velocity_").replace("model_velocity", "aux")
-            mean_band(axes[0], seed_stats(epochs, "epoch", column), "epoch", SET_COLORS[key], label)
+            mean_band(axes[0], seed_stats(epochs, "epoch", column), "epoch", SET_COLORS[key], label,
+                      linestyle="--" if key == "train" else "-")
     for column, label in LOSSES.items():
         if column in epochs.columns and epochs[column].notna().any():
             key = {"train_loss": "train", "val_loss": "val", "test_loss": "test"}[column]
-            mean_band(axes[1], seed_stats(epochs, "epoch", column), "epoch", SET_COLORS[key], label)
+            mean_band(axes[1], seed_stats(epochs, "epoch", column), "epoch", SET_COLORS[key], label,
+                      linestyle="--" if key == "train" else "-")
     velocity_axis(axes[0], results.cells)
+    zoomed = zoom_losses(axes[1], epochs)
     axes[1].set_ylabel("cross-entropy loss")
     title_panels(axes, ("(a) velocity", "(b) losses"))
     notes: list[str] = []
     for ax in axes:
         notes = stop_marks(ax, results.runs, "method", {"constant lr": SET_COLORS["aux"]})
-        ax.legend(loc="upper right")
+    minimum = minimum_marks(axes[1], results, "min_val_loss_epoch", "minimum validation loss")
+    drawn = {line.get_color() for ax in axes for line in ax.get_lines()}
+    sets = [Line2D([], [], color=SET_COLORS[key], linestyle="--" if key == "train" else "-", label=label)
+            for key, label in FIG7_SETS.items() if SET_COLORS[key] in drawn]
     plateau = Line2D([], [], color=SET_COLORS["aux"], linestyle="--", marker="v",
                      label="aux velocity's plateau (first V < ε): mean ± std over seeds")
-    bottom_legend(figure, None, [plateau], ncols=1,
-                  notes=[seed_label(results.runs), GEOMETRIC_NOTE, *notes, *fig7_claims(results)])
+    epsilon = next(line for line in axes[0].get_lines() if line.get_label().startswith("ε"))
+    bottom_legend(figure, None, [*sets, epsilon, plateau, *minimum], ncols=2,
+                  notes=[seed_label(results.runs), GEOMETRIC_NOTE, *notes,
+                         *([zoom_note(ZOOM_AFTER_STOP, reported=False)] if zoomed else []), *fig7_claims(results)])
     return figure
+
+
+def zoom_losses(ax: Axes, epochs: pd.DataFrame) -> bool:
+    """Fit (b)'s y axis to the mean losses after :data:`ZOOM_AFTER_STOP` of the epochs: the claim is about where
+    they turn, which the first fall from chance would flatten to a line; whether that cut some of them off."""
+    columns = [column for column in LOSSES if column in epochs.columns and epochs[column].notna().any()]
+    if not columns:
+        return False
+    means = epochs.groupby("epoch")[columns].mean()
+    late = means[means.index > ZOOM_AFTER_STOP * means.index.max()].stack().dropna()
+    if late.empty:
+        return False
+    low, high = late.min(), late.max()
+    pad = 0.1 * (high - low) or 0.05
+    ax.set_ylim(max(low - pad, 0.0), high + pad)
+    return bool((means.max() > high + pad).any())
+
+
+def minimum_marks(ax: Axes, results: Results, column: str, what: str) -> list[Line2D]:
+    """Each cell's epoch of ``column`` (``NAME_claims_runs.csv``: ``min_val_loss_epoch``...), mean ± std over its
+    runs, as a ● with whiskers along the top of ``ax``, under NeVe's stop marks: where the stop should line up. The
+    legend handles ([] where the claim was not computed)."""
+    per_run = results.derived.get("claims_runs")
+    if per_run is None or column not in per_run or per_run[column].isna().all():
+        return []
+    handles = []
+    for index, (cell, rows) in enumerate(per_run.groupby("cell", sort=False)):
+        epochs = rows[column].dropna().astype(float)
+        if epochs.empty:
+            continue
+        color = SET_COLORS["val"] if column == "min_val_loss_epoch" else color_of(str(cell), index=index)
+        std = epochs.std(ddof=1) if len(epochs) > 1 else 0.0
+        ax.errorbar([epochs.mean()], [0.84 - 0.06 * index], xerr=[std], fmt="o", color=color, capsize=3,
+                    markersize=5, transform=ax.get_xaxis_transform())
+        handles.append(Line2D([], [], color=color, marker="o",
+                              label=f"{what}{'' if per_run['cell'].nunique() == 1 else f' ({cell})'}: mean ± std "
+                                    "epoch over seeds"))
+    return handles
 
 
 def fig7_claims(results: Results) -> list[str]:
@@ -258,9 +313,9 @@ ZOOM_AFTER = 0.2
 ZOOM_AFTER_STOP = 0.1
 
 
-def zoom_note(after: float) -> str:
-    return (f"accuracy and loss axes fitted to the epochs after the first {after:.0%} (and the reported numbers): the "
-            "first epochs lie outside them")
+def zoom_note(after: float, reported: bool = True) -> str:
+    return (f"accuracy and loss axes fitted to the epochs after the first {after:.0%}"
+            + (" (and the reported numbers)" if reported else "") + ": the first epochs lie outside them")
 
 
 def zoom_past_the_climb(ax: Axes, epochs: pd.DataFrame, column: str, group: str,

@@ -110,8 +110,12 @@ def plot_alpha_delta(results: Results) -> Figure:
         ax.set_title(title)
         ax.grid(False)
     fallback = (cells["n_fallback"] > 0).any()
-    note(figure, [seed_label(results.runs), *(["† some runs never reached V < ε: their final accuracy and last "
-                                                "epoch are used"] if fallback else []),
+    accuracy = cells["mean"].dropna()
+    note(figure, [seed_label(results.runs),
+                  *([f"(a)'s colours span only the cells' means, {accuracy.min():.2f} to {accuracy.max():.2f}: compare "
+                     "the differences with the ± std"] if len(accuracy) > 1 else []),
+                  *(["† some runs never reached V < ε: their final accuracy and last epoch are used"] if fallback
+                    else []),
                   *([f"boxed: {reference}, the paper's defaults; * Welch p < {SIGNIFICANT:g} against it"]
                     if reference else [])])
     return figure

@@ -21,9 +21,9 @@ from neve.velocity import VelocityMonitor
 
 #: Every method registered in the tuning-free family (``experiments/methods``).
 METHODS = tuple(method.name for method in methods_of("tuning-free"))
-FAST = dict(dataset="digits", model="resnet8", batch_size=256, aux_size=16, wandb="disabled", progress=False,
+FAST = dict(dataset="digits", model="resnet8", batch_size=256, aux_size=16, wandb="disabled", progress=False, threads=1,
             num_workers=0)
-CLI_FAST = ["--dataset", "digits", "--model", "resnet8", "--batch-size", "256", "--aux-size", "16",
+CLI_FAST = ["--dataset", "digits", "--model", "resnet8", "--batch-size", "256", "--aux-size", "16", "--threads", "1",
             "--wandb", "disabled", "--no-progress"]
 #: Each method's own step-size columns, recorded every epoch (``step_size`` at least, for any method).
 STEP_COLUMNS = {"schedulefree": ("step_size",), "schedulefree-adamw": ("step_size",),

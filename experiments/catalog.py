@@ -993,16 +993,22 @@ def peer_setting(peer: PeerGrid, value: Any) -> str:
     return text
 
 
+def peer_options(model: str, peer: PeerGrid, extra: dict[str, Any], **base: Any) -> dict[str, Any]:
+    """A peer's run options with ``extra``, less any setting equal to the method's default (so a default setting is
+    the run trained without it: same folder)."""
+    options = {**base, "model": model, "method": peer.method}
+    config = RunConfig(**{**MNIST1D_RUN, **options, "extra": extra}).resolved()
+    return {**options, "extra": settings_beyond_defaults(config)}
+
+
 def peer_tuning_cells(model: str, network: str) -> list[Cell]:
     """Every peer at each setting of its grid on the tuning set. A setting equal to the method's default is left
     out of the run's ``extra`` (so it is the run trained without it: same folder)."""
     cells = []
     for peer in PEER_GRIDS:
         for value in peer.values:
-            options = {"model": model, "method": peer.method, **MNIST1D_TUNING_SET}
-            config = RunConfig(**{**MNIST1D_RUN, **options, "extra": {**peer.remedies, peer.knob: value}}).resolved()
+            options = peer_options(model, peer, {**peer.remedies, peer.knob: value}, **MNIST1D_TUNING_SET)
             setting = peer_setting(peer, value)
-            options["extra"] = settings_beyond_defaults(config)
             cells.append(Cell(f"{network} {peer.label} {setting}", options,
                               values={"network": network, "method": peer.label, "setting": setting},
                               block=f"tuning set, {network}, {peer.label}"))
@@ -1101,9 +1107,7 @@ def tuned_peer_rows(model: str, block: str, tuned: dict[str, dict[str, Any]]) ->
     shared = [row for row in table2_rows("mnist1d", model, block) if row.label in ("Baseline", "NeVe")]
     rows = []
     for peer in PEER_GRIDS:
-        options = {"dataset": "mnist1d", "model": model, "method": peer.method}
-        config = RunConfig(**{**MNIST1D_RUN, **options, "extra": tuned[peer.method]}).resolved()
-        options["extra"] = settings_beyond_defaults(config)
+        options = peer_options(model, peer, tuned[peer.method], dataset="mnist1d")
         setting = peer_setting(peer, tuned[peer.method][peer.knob] if peer.knob in tuned[peer.method]
                                else peer.values[0])
         label = f"{peer.label}, tuned"
